@@ -36,7 +36,10 @@ fn raw_lengths_never_use_str8_or_bin() {
     assert_eq!(&id[..3], &[0xda, 0x00, 0x20]);
     assert_eq!(id.len(), 35);
     assert_eq!(&encode(&Value::Raw(vec![0; 64]))[..3], &[0xda, 0x00, 0x40]);
-    assert_eq!(&encode(&Value::Raw(vec![0; 65535]))[..3], &[0xda, 0xff, 0xff]);
+    assert_eq!(
+        &encode(&Value::Raw(vec![0; 65535]))[..3],
+        &[0xda, 0xff, 0xff]
+    );
     assert_eq!(
         &encode(&Value::Raw(vec![0; 65536]))[..5],
         &[0xdb, 0x00, 0x01, 0x00, 0x00]
@@ -73,7 +76,11 @@ fn integers_take_their_smallest_form() {
 
 #[test]
 fn map_keys_are_sorted_bytewise() {
-    let v = Value::map([("time", 1.into()), ("id", 2.into()), ("archives", Value::Nil)]);
+    let v = Value::map([
+        ("time", 1.into()),
+        ("id", 2.into()),
+        ("archives", Value::Nil),
+    ]);
     let want = [
         &hx("83 a8")[..],
         b"archives",
@@ -126,7 +133,10 @@ fn truncated_and_bad_input_are_errors_not_panics() {
     assert_eq!(decode(&hx("dd ff ff ff ff")), Err(DecodeError::Incomplete));
     assert_eq!(decode(&hx("df ff ff ff ff")), Err(DecodeError::Incomplete));
     assert_eq!(decode(&hx("c1")), Err(DecodeError::UnsupportedType(0xc1)));
-    assert_eq!(decode(&hx("d4 01 02")), Err(DecodeError::UnsupportedType(0xd4)));
+    assert_eq!(
+        decode(&hx("d4 01 02")),
+        Err(DecodeError::UnsupportedType(0xd4))
+    );
     assert_eq!(decode(&hx("01 02")), Err(DecodeError::TrailingBytes(1)));
     let deep = vec![0x91u8; 1000];
     assert_eq!(decode(&deep), Err(DecodeError::TooDeep));

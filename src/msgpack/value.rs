@@ -42,12 +42,7 @@ impl Value {
     where
         I: IntoIterator<Item = (&'a str, Value)>,
     {
-        Value::Map(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (Value::str(k), v))
-                .collect(),
-        )
+        Value::Map(pairs.into_iter().map(|(k, v)| (Value::str(k), v)).collect())
     }
 
     /// Looks up a text key in a map. `None` when this is not a map or the key is absent.

@@ -7,4 +7,6 @@
 #![warn(missing_docs)]
 
 pub mod msgpack;
+pub mod patterns;
 pub mod repository;
+pub mod settings;

@@ -8,5 +8,6 @@
 
 pub mod msgpack;
 pub mod patterns;
+pub mod placeholders;
 pub mod repository;
 pub mod settings;

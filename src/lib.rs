@@ -6,6 +6,7 @@
 //! borg does; [`msgpack`] is borg's dialect of msgpack.
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod msgpack;
 pub mod patterns;
 pub mod placeholders;

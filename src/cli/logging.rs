@@ -1,0 +1,64 @@
+//! The stderr logger behind `--info`, `--debug`, … and `--log-json`.
+//!
+//! Library code logs through the `log` crate; this is the only place that decides how those
+//! records reach the terminal. With `--log-json` every record is one JSON object per line, in
+//! the shape borg's `JsonFormatter` writes (`type`, `time`, `message`, `levelname`, `name`).
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+struct StderrLogger {
+    level: LevelFilter,
+    json: bool,
+}
+
+impl Log for StderrLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        if self.json {
+            let time = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default();
+            let line = serde_json::json!({
+                "type": "log_message",
+                "time": time,
+                "message": record.args().to_string(),
+                "levelname": level_name(record.level()),
+                "name": record.target(),
+            });
+            let _ = writeln!(err, "{line}");
+        } else {
+            let _ = writeln!(err, "{}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// borg's level names (`WARNING`, not `WARN`).
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Error => "ERROR",
+        Level::Warn => "WARNING",
+        Level::Info => "INFO",
+        Level::Debug => "DEBUG",
+        Level::Trace => "DEBUG",
+    }
+}
+
+/// Installs the logger once, at start-up.
+pub fn init(level: LevelFilter, json: bool) {
+    if log::set_boxed_logger(Box::new(StderrLogger { level, json })).is_ok() {
+        log::set_max_level(level);
+    }
+}

@@ -11,4 +11,5 @@ pub mod msgpack;
 pub mod patterns;
 pub mod placeholders;
 pub mod repository;
+pub mod serve;
 pub mod settings;

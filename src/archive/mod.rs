@@ -6,6 +6,8 @@
 
 mod item;
 mod metadata;
+mod stream;
 
 pub use item::{ChunkRef, Item, ItemError, ITEM_KEYS};
 pub use metadata::{format_time, parse_time, ArchiveMetadata};
+pub use stream::{ItemStreamDecoder, StreamError};

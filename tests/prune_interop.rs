@@ -12,8 +12,8 @@ use std::process::{Command, Output};
 use jiff::{SignedDuration, Timestamp};
 use rborg::prune::{
     format_manifest_time, list_lines, parse_interval, parse_keep_count, parse_manifest_time, prune,
-    ArchiveFilter, BorgVersion, LocalZone, PruneArchive, PruneError, PruneRules, PruneSettings,
-    Verdict,
+    summary_lines, ArchiveFilter, BorgVersion, LocalZone, PruneArchive, PruneError, PruneRules,
+    PruneSettings, Verdict,
 };
 
 /// A borg peer: its executable and the Python that runs it (from the script's `#!` line).
@@ -485,7 +485,42 @@ fn compare_with(peer: &Peer) {
     let message = stderr.trim_end().trim_start_matches("Command Error: ");
     assert_eq!(message, err.to_string());
 
+    info_summary(peer, &fixture);
     real_prune(peer, &fixture);
+}
+
+/// With `--info`, borg 1.4.5 logs a three-line summary before the list; 1.2.4 logs nothing more.
+fn info_summary(peer: &Peer, fixture: &Fixture) {
+    let args = ["-a", "host-*", "-d", "9", "-m", "4"];
+    let (rules, filter) = rule_set(&args);
+    let zone = LocalZone::named("UTC").unwrap();
+    let settings = PruneSettings {
+        version: peer.version,
+        zone: zone.clone(),
+        now: Timestamp::now(),
+        filter,
+    };
+    let decisions = prune(&fixture.archives, &rules, &settings).unwrap();
+    let out = run_ok(
+        fixture
+            .borg(peer, "UTC")
+            .args(["prune", "--info", "--dry-run", "--list"])
+            .args(args)
+            .arg(fixture.repo()),
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let theirs: Vec<&str> = stderr.lines().collect();
+    let mut ours = summary_lines(&fixture.archives, &decisions, peer.version);
+    assert_eq!(
+        ours.len(),
+        if peer.version.has_prune_summary() {
+            3
+        } else {
+            0
+        }
+    );
+    ours.extend(list_lines(&decisions, &zone, peer.version, true));
+    assert_eq!(theirs, ours, "borg {} --info", peer.version);
 }
 
 /// A real prune (no `--dry-run`): the `Pruning archive (i/n):` lines, then the archives left.

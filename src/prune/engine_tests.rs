@@ -575,3 +575,28 @@ fn list_lines_match_borgs_format() {
     let last = d.len() - 1;
     assert!(lines12[last].starts_with("Keeping archive (rule: yearly[oldest] #3): b-2024-06-15"));
 }
+
+#[test]
+fn summary_lines_count_the_manifest_and_the_decisions() {
+    let archives = worked_example();
+    let d = prune(
+        &archives,
+        &rules(|r| {
+            r.daily = 7;
+            r.weekly = 4;
+            r.monthly = 6;
+        }),
+        &settings(BorgVersion::V1_4_5, "2025-03-22T00:00:00"),
+    )
+    .unwrap();
+    assert_eq!(
+        summary_lines(&archives, &d, BorgVersion::V1_4_5),
+        [
+            "Repository contains 42 normal archives and 2 checkpoint archives.",
+            "Applying rules to the matching 42 archives and 2 checkpoints...",
+            "Keeping 17 archives and 1 checkpoints, pruning 25 archives and 1 checkpoints.",
+        ]
+    );
+    assert!(summary_lines(&archives, &d, BorgVersion::new(1, 4, 4)).is_empty());
+    assert!(summary_lines(&archives, &d, BorgVersion::V1_2_4).is_empty());
+}

@@ -1,6 +1,6 @@
 //! The lines `borg prune --list` prints (logger `borg.output.list`, on stderr).
 
-use super::engine::{Decision, Verdict};
+use super::engine::{is_checkpoint_name, Decision, Verdict};
 use super::{BorgVersion, LocalZone, PruneArchive};
 
 /// borg's `format_archive`: name padded to 36 characters, local time, archive id in hex.
@@ -43,4 +43,40 @@ pub fn list_lines(
             format!("{message:<width$} {}", format_archive(&d.archive, zone))
         })
         .collect()
+}
+
+/// The summary `do_prune` logs at INFO level before the list (borg 1.4.5+; empty for older
+/// versions): archive and checkpoint counts of the whole manifest (`all`), of the candidates,
+/// and of what is kept and pruned.
+pub fn summary_lines(
+    all: &[PruneArchive],
+    decisions: &[Decision],
+    version: BorgVersion,
+) -> Vec<String> {
+    if !version.has_prune_summary() {
+        return Vec::new();
+    }
+    let total_checkpoints = all.iter().filter(|a| is_checkpoint_name(&a.name)).count();
+    // (candidates, kept, pruned) for normal archives [0] and checkpoints [1]
+    let mut counts = [[0usize; 3]; 2];
+    for d in decisions {
+        let c = &mut counts[usize::from(d.archive.is_checkpoint())];
+        c[0] += 1;
+        c[if d.verdict == Verdict::Prune { 2 } else { 1 }] += 1;
+    }
+    let [normal, checkpoints] = counts;
+    vec![
+        format!(
+            "Repository contains {} normal archives and {total_checkpoints} checkpoint archives.",
+            all.len() - total_checkpoints
+        ),
+        format!(
+            "Applying rules to the matching {} archives and {} checkpoints...",
+            normal[0], checkpoints[0]
+        ),
+        format!(
+            "Keeping {} archives and {} checkpoints, pruning {} archives and {} checkpoints.",
+            normal[1], checkpoints[1], normal[2], checkpoints[2]
+        ),
+    ]
 }

@@ -28,7 +28,7 @@ use crate::repository::ObjectId;
 
 pub use engine::{is_checkpoint_name, prune, Decision, KeepReason, Verdict};
 pub use glob::ArchiveFilter;
-pub use list::{format_archive, list_lines};
+pub use list::{format_archive, list_lines, summary_lines};
 pub use period::LocalZone;
 pub use rules::{parse_interval, parse_keep_count, PruneRules, Rule};
 
@@ -104,6 +104,11 @@ impl BorgVersion {
     /// Whether `--keep-13weekly` / `--keep-3monthly` exist (added in 1.4.1).
     pub fn has_quarterly_rules(self) -> bool {
         self >= BorgVersion::new(1, 4, 1)
+    }
+
+    /// Whether prune logs its three summary lines at INFO level (added in 1.4.5).
+    pub fn has_prune_summary(self) -> bool {
+        self >= BorgVersion::new(1, 4, 5)
     }
 
     /// Whether an unmet quota keeps the oldest archive (`prune_split`, since 1.2.0).

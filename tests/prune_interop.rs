@@ -119,7 +119,7 @@ fn at(utc: &str) -> Timestamp {
 
 /// Every `--keep-within` value the rule sets use, in hours (archives near their limits are left
 /// out, so borg's "now" and ours, a moment apart, give the same answer).
-const WITHIN: [&str; 3] = ["3d", "36H", "1m"];
+const WITHIN: [&str; 4] = ["3d", "36H", "1m", "2w"];
 
 /// The generated (name, time) list: several years of archives, clusters at the Europe/Berlin
 /// DST changes, at year ends / ISO week 53, several per day and per minute, a recent stretch for
@@ -350,6 +350,7 @@ const COMMON_RULE_SETS: &[&[&str]] = &[
     &["-a", "db-*", "-d", "5", "-w", "5", "-m", "-1"],
     &["-a", "*-[0-4]???", "--keep-secondly", "40", "-m", "30"],
     &["-P", "host-", "-m", "3", "-y", "3"],
+    &["-a", "[!h]*", "--keep-within", "2w", "-H", "10"],
     &["-w", "-1"],
     &["-d", "-1"],
     &["-H", "400"],

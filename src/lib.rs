@@ -11,6 +11,7 @@ pub mod cache;
 pub mod msgpack;
 pub mod patterns;
 pub mod placeholders;
+pub mod prune;
 pub mod repository;
 pub mod serve;
 pub mod settings;

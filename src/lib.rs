@@ -7,4 +7,5 @@
 #![warn(missing_docs)]
 
 pub mod msgpack;
+pub mod ops;
 pub mod repository;

@@ -1,0 +1,3 @@
+//! The daily job around the archive commands: configuration, hooks, check schedules, monitoring.
+pub mod config;
+pub mod schedule;

@@ -192,7 +192,12 @@ fn borg_objects_reencode_byte_exact() {
     // The archive's items list is a list of 32-byte ids written as raw16.
     let data = std::fs::read(dir.join("borg14_archive.msgpack")).expect("vendor test data");
     let archive = decode(&data).expect("archive decodes");
-    let items = archive.get("items").and_then(Value::as_array).expect("items");
-    assert!(items.iter().all(|i| i.as_bytes().map(<[u8]>::len) == Some(32)));
+    let items = archive
+        .get("items")
+        .and_then(Value::as_array)
+        .expect("items");
+    assert!(items
+        .iter()
+        .all(|i| i.as_bytes().map(<[u8]>::len) == Some(32)));
     assert_eq!(archive.get("version").and_then(Value::as_u64), Some(1));
 }

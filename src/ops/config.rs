@@ -952,9 +952,10 @@ const KNOWN_ACTIONS: &[&str] = &[
 /// Whether the top level of `text` uses one of the old section names as a key.
 fn is_sectioned(text: &str) -> bool {
     text.lines().any(|line| {
-        SECTIONS
-            .iter()
-            .any(|s| line.strip_prefix(s).is_some_and(|rest| rest.starts_with(':')))
+        SECTIONS.iter().any(|s| {
+            line.strip_prefix(s)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
     })
 }
 
@@ -1011,10 +1012,7 @@ pub fn interpolate_env(text: &str, env: &BTreeMap<String, String>) -> Result<Str
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
         };
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             out.push_str("${");
             rest = after;
@@ -1044,7 +1042,9 @@ fn resolve_credential(
         return Ok(Zeroizing::new(value.to_string()));
     };
     let (kind, arg) = inner.trim().split_once(' ').ok_or_else(|| {
-        ConfigError::Passphrase("expected {credential file PATH} or {credential systemd NAME}".into())
+        ConfigError::Passphrase(
+            "expected {credential file PATH} or {credential systemd NAME}".into(),
+        )
     })?;
     let file: PathBuf = match kind {
         "file" => PathBuf::from(arg.trim()),
@@ -1144,7 +1144,10 @@ mod tests {
     fn sample_parses() {
         let env = BTreeMap::from([("HOSTNAME".to_string(), "alpha".to_string())]);
         let c = Config::parse(generate_sample(), "sample", &env).unwrap();
-        assert_eq!(c.repositories[0].path, "ssh://backup@nas.example.org/./backups/alpha");
+        assert_eq!(
+            c.repositories[0].path,
+            "ssh://backup@nas.example.org/./backups/alpha"
+        );
         assert_eq!(c.keep_daily, Some(7));
         assert_eq!(c.effective_checks().len(), 2);
     }
@@ -1164,7 +1167,10 @@ mod tests {
         let e = parse("source_directories: [/etc]\nkeep_daily: 7\n").unwrap_err();
         let s = e.to_string();
         assert!(s.contains("repositories"), "{s}");
-        assert!(matches!(e, ConfigError::Invalid { line: Some(_), .. }), "{s}");
+        assert!(
+            matches!(e, ConfigError::Invalid { line: Some(_), .. }),
+            "{s}"
+        );
 
         let e = parse("source_directories: [/etc]\nrepositories: []\n").unwrap_err();
         let s = e.to_string();
@@ -1174,7 +1180,10 @@ mod tests {
             .unwrap_err();
         let s = e.to_string();
         // The parser reports custom value errors at the start of the enclosing entry.
-        assert!(s.starts_with("test.yaml:3:") || s.starts_with("test.yaml:4:"), "{s}");
+        assert!(
+            s.starts_with("test.yaml:3:") || s.starts_with("test.yaml:4:"),
+            "{s}"
+        );
         assert!(s.contains("checks[0]") && s.contains("fortnight"), "{s}");
     }
 
@@ -1216,7 +1225,10 @@ mod tests {
             dir.path().join("pw").display()
         );
         let c = parse(&text).unwrap();
-        assert_eq!(&**c.passphrase(&BTreeMap::new()).unwrap().unwrap(), "from-file");
+        assert_eq!(
+            &**c.passphrase(&BTreeMap::new()).unwrap().unwrap(),
+            "from-file"
+        );
         let env = BTreeMap::from([(
             "CREDENTIALS_DIRECTORY".to_string(),
             dir.path().display().to_string(),

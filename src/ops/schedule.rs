@@ -186,7 +186,9 @@ impl Weekdays {
 
 /// Seconds since the epoch, 0 for times before it.
 pub fn unix_seconds(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// What the state file holds.
@@ -330,7 +332,15 @@ mod tests {
             Frequency::Every(Duration::from_secs(3 * HOUR))
         );
         assert_eq!(Frequency::parse("1 month").unwrap(), Frequency::MONTHLY);
-        for bad in ["", "week", "1", "1 fortnight", "x days", "0 days", "1 week later"] {
+        for bad in [
+            "",
+            "week",
+            "1",
+            "1 fortnight",
+            "x days",
+            "0 days",
+            "1 week later",
+        ] {
             assert!(Frequency::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(Frequency::parse("2 weeks").unwrap().to_string(), "2 weeks");

@@ -486,7 +486,30 @@ pub struct Runner<'a> {
     sleep: Box<dyn FnMut(Duration) + 'a>,
     // Run state.
     summary: RunSummary,
-    first_error: Option<(String, String)>,
+    first_error: Option<FirstError>,
+    current_repository: Option<(String, String)>,
+}
+
+/// The first error of a run, for `after: error` hooks (`{error}`, `{output}`, `{repository}`).
+#[derive(Debug, Clone, Default)]
+struct FirstError {
+    message: String,
+    output: String,
+    repository: Option<(String, String)>,
+}
+
+impl FirstError {
+    fn context(&self, base: HookContext) -> HookContext {
+        let mut c = base
+            .with("error", self.message.clone())
+            .with("output", self.output.clone());
+        if let Some((path, label)) = &self.repository {
+            c = c
+                .with("repository", path.clone())
+                .with("repository_label", label.clone());
+        }
+        c
+    }
 }
 
 /// The longest wait between retries, however many there are.
@@ -515,6 +538,7 @@ impl<'a> Runner<'a> {
                 severity: Severity::Success,
             },
             first_error: None,
+            current_repository: None,
         }
     }
 
@@ -533,7 +557,11 @@ impl<'a> Runner<'a> {
     fn error(&mut self, message: String, output: String) {
         log::error!("{message}");
         if self.first_error.is_none() {
-            self.first_error = Some((message.clone(), output));
+            self.first_error = Some(FirstError {
+                message: message.clone(),
+                output,
+                repository: self.current_repository.clone(),
+            });
         }
         self.summary.errors.push(message);
         self.summary.severity = self.summary.severity.max(Severity::Error);
@@ -646,25 +674,29 @@ impl<'a> Runner<'a> {
                 .cloned()
                 .collect();
             for repo in &repos {
+                self.current_repository = Some((repo.path.clone(), repo.name().to_string()));
                 let outcome = self.run_repository(repo, actions);
+                self.current_repository = None;
                 self.summary.repositories.push(outcome);
             }
         }
         let failed = self.summary.severity == Severity::Error;
         if failed && !aborted {
-            let (error, output) = self.first_error.clone().unwrap_or_default();
             let context = self
-                .base_context()
-                .with("error", error)
-                .with("output", output);
+                .first_error
+                .clone()
+                .unwrap_or_default()
+                .context(self.base_context());
             for e in self.run_hooks(false, HookPoint::Error, None, true, &context) {
                 // An error hook's own failure is reported but does not recurse.
                 self.summary.errors.push(format!("after error: {e}"));
             }
         }
         let mut context = self.base_context();
-        if let Some((error, output)) = self.first_error.clone() {
-            context = context.with("error", error).with("output", output);
+        if let Some(first) = &self.first_error {
+            context = context
+                .with("error", first.message.clone())
+                .with("output", first.output.clone());
         }
         for e in self.run_hooks(false, HookPoint::Everything, None, failed, &context) {
             if !matches!(e, HookError::SoftFailure { .. }) {

@@ -124,6 +124,8 @@ pub struct HookRunner {
     pub working_directory: Option<PathBuf>,
     /// Timeout for commands that set none (`hook_timeout`).
     pub default_timeout: Option<Duration>,
+    /// Extra environment for every command (set before the `RBORG_*` variables).
+    pub environment: BTreeMap<String, String>,
 }
 
 impl HookRunner {
@@ -153,6 +155,7 @@ impl HookRunner {
         cmd.arg("-c")
             .arg(&script)
             .stdin(Stdio::null())
+            .envs(&self.environment)
             .envs(context.environment())
             .process_group(0);
         if let Some(dir) = &self.working_directory {

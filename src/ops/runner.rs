@@ -12,6 +12,7 @@
 //! again. An action failure stops the remaining actions of that repository; the next repository
 //! still runs.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -311,6 +312,8 @@ pub struct RunPlan {
     pub config_path: String,
     /// This host's name, the default Pushgateway `instance`.
     pub hostname: String,
+    /// Extra environment variables for hook commands (on top of rborg's own environment).
+    pub hook_environment: BTreeMap<String, String>,
 }
 
 impl RunPlan {
@@ -328,6 +331,7 @@ impl RunPlan {
             only_repositories: Vec::new(),
             config_path: String::new(),
             hostname: pushgateway::hostname(),
+            hook_environment: BTreeMap::new(),
         }
     }
 }
@@ -524,6 +528,7 @@ impl<'a> Runner<'a> {
             hooks: HookRunner {
                 working_directory: config.working_directory.as_ref().map(PathBuf::from),
                 default_timeout: config.default_hook_timeout(),
+                environment: plan.hook_environment.clone(),
             },
             hook_sets: hook_sets(config),
             plan,

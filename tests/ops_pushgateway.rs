@@ -15,8 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rborg::ops::config::Config;
 use rborg::ops::runner::{
-    ActionFailure, ActionKind, ActionReport, ActionRequest, Actions, ArchiveStats, RunPlan,
-    Runner,
+    ActionFailure, ActionKind, ActionReport, ActionRequest, Actions, ArchiveStats, RunPlan, Runner,
 };
 
 /// Kills the gateway however the test ends.
@@ -75,7 +74,10 @@ fn start_gateway() -> Gateway {
                 return gateway;
             }
         }
-        assert!(Instant::now() < deadline, "pushgateway did not become ready");
+        assert!(
+            Instant::now() < deadline,
+            "pushgateway did not become ready"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -176,11 +178,17 @@ fn gateway_keeps_last_success_time_across_a_failed_run() {
     assert_eq!(summary.exit_code(), 0, "{summary}");
     assert!(summary.warnings.is_empty(), "{summary}");
     let (_, metrics) = get(gateway.port, "/metrics").unwrap();
-    assert_eq!(sample(&metrics, "borgmatic_last_run_status", &group), Some(0.0));
+    assert_eq!(
+        sample(&metrics, "borgmatic_last_run_status", &group),
+        Some(0.0)
+    );
     let success_time = sample(&metrics, "borgmatic_last_run_timestamp_seconds", &group).unwrap();
     assert!((1_700_000_000.0..1_700_000_060.0).contains(&success_time));
     let repo = [group[0], group[1], ("repository", "nas")];
-    assert_eq!(sample(&metrics, "rborg_last_archive_files", &repo), Some(1234.0));
+    assert_eq!(
+        sample(&metrics, "rborg_last_archive_files", &repo),
+        Some(1234.0)
+    );
     assert_eq!(
         sample(&metrics, "rborg_last_archive_original_size_bytes", &repo),
         Some(5e6)
@@ -190,10 +198,17 @@ fn gateway_keeps_last_success_time_across_a_failed_run() {
         Some(2e6)
     );
     assert_eq!(
-        sample(&metrics, "rborg_last_archive_deduplicated_size_bytes", &repo),
+        sample(
+            &metrics,
+            "rborg_last_archive_deduplicated_size_bytes",
+            &repo
+        ),
         Some(3e5)
     );
-    assert_eq!(sample(&metrics, "rborg_last_check_status", &group), Some(0.0));
+    assert_eq!(
+        sample(&metrics, "rborg_last_check_status", &group),
+        Some(0.0)
+    );
     assert!(sample(&metrics, "rborg_last_check_timestamp_seconds", &group).is_some());
     assert!(sample(&metrics, "rborg_last_run_duration_seconds", &group).is_some());
     assert!(metrics.contains("# TYPE borgmatic_last_run_status gauge"));
@@ -208,15 +223,27 @@ fn gateway_keeps_last_success_time_across_a_failed_run() {
     .run(&mut StandIn { fail_create: true });
     assert_eq!(summary.exit_code(), 2);
     let (_, metrics) = get(gateway.port, "/metrics").unwrap();
-    assert_eq!(sample(&metrics, "borgmatic_last_run_status", &group), Some(1.0));
-    assert_eq!(sample(&metrics, "rborg_last_run_exit_code", &group), Some(2.0));
+    assert_eq!(
+        sample(&metrics, "borgmatic_last_run_status", &group),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&metrics, "rborg_last_run_exit_code", &group),
+        Some(2.0)
+    );
     // The failure did not erase the time of the last success, nor the last check's results.
     assert_eq!(
         sample(&metrics, "borgmatic_last_run_timestamp_seconds", &group),
         Some(success_time)
     );
-    assert_eq!(sample(&metrics, "rborg_last_check_status", &group), Some(0.0));
-    assert_eq!(sample(&metrics, "rborg_last_archive_files", &repo), Some(1234.0));
+    assert_eq!(
+        sample(&metrics, "rborg_last_check_status", &group),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&metrics, "rborg_last_archive_files", &repo),
+        Some(1234.0)
+    );
     drop(gateway);
 }
 
@@ -229,12 +256,18 @@ fn gateway_down_is_a_warning_and_the_run_still_succeeds() {
         .run(&mut StandIn { fail_create: false });
     assert_eq!(summary.exit_code(), 0, "{summary}");
     assert_eq!(summary.warnings.len(), 1, "{summary}");
-    assert!(summary.warnings[0].starts_with("pushgateway: "), "{summary}");
+    assert!(
+        summary.warnings[0].starts_with("pushgateway: "),
+        "{summary}"
+    );
     assert!(summary.to_string().contains("warning: pushgateway"));
 }
 
+/// A recorded request: request line, headers (lower-case names), body.
+type Recorded = (String, BTreeMap<String, String>, String);
+
 /// A loopback HTTP listener that answers 200 and sends each request's head and body back.
-fn recorder(count: usize) -> (u16, mpsc::Receiver<(String, BTreeMap<String, String>, String)>) {
+fn recorder(count: usize) -> (u16, mpsc::Receiver<Recorded>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();
@@ -304,7 +337,9 @@ fn healthchecks_pings_start_then_finish_or_fail() {
     let state = tempfile::tempdir().unwrap();
     for (fail, last_path) in [(false, "/ping/uuid"), (true, "/ping/uuid/fail")] {
         let (port, rx) = recorder(2);
-        let text = format!("repositories: [/r]\nhealthchecks:\n  ping_url: http://127.0.0.1:{port}/ping/uuid\n");
+        let text = format!(
+            "repositories: [/r]\nhealthchecks:\n  ping_url: http://127.0.0.1:{port}/ping/uuid\n"
+        );
         let config = Config::parse(&text, "t", &BTreeMap::new()).unwrap();
         let summary = Runner::new(&config, plan(state.path(), &[ActionKind::Create]))
             .run(&mut StandIn { fail_create: fail });

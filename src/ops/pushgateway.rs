@@ -84,14 +84,25 @@ fn render(families: &[Family<'_>]) -> String {
 
 /// The metrics of a finished run, in the text exposition format.
 ///
-/// Always: `borgmatic_last_run_status` (0 ok or warnings only, 1 failed),
-/// `rborg_last_run_exit_code`, `rborg_last_run_duration_seconds`. On success also
-/// `borgmatic_last_run_timestamp_seconds` and, per repository whose create succeeded, the
-/// archive's file count and sizes. When checks ran: `rborg_last_check_status`, and on success
-/// `rborg_last_check_timestamp_seconds`.
+/// For a backup run (one whose plan includes `create`): `borgmatic_last_run_status` (0 ok or
+/// warnings only, 1 failed), `rborg_last_run_exit_code`, `rborg_last_run_duration_seconds`; on
+/// success also `borgmatic_last_run_timestamp_seconds` and, per repository whose create
+/// succeeded, the archive's file count and sizes. A run without `create` (the weekly check)
+/// says nothing about backups, so it must not refresh the last-success time. When checks ran:
+/// `rborg_last_check_status`, and on success `rborg_last_check_timestamp_seconds`.
 pub fn exposition(summary: &RunSummary) -> String {
     let succeeded = summary.exit_code() <= 1;
     let finished = unix_seconds(summary.finished) as f64;
+    let backup_run = summary.planned_actions.contains(&ActionKind::Create);
+    let mut families = Vec::new();
+    if backup_run {
+        families.extend(backup_families(summary, succeeded, finished));
+    }
+    families.extend(check_families(summary, finished));
+    render(&families)
+}
+
+fn backup_families(summary: &RunSummary, succeeded: bool, finished: f64) -> Vec<Family<'_>> {
     let mut families = vec![
         Family {
             name: "borgmatic_last_run_status",
@@ -154,6 +165,11 @@ pub fn exposition(summary: &RunSummary) -> String {
             samples: deduplicated,
         });
     }
+    families
+}
+
+fn check_families(summary: &RunSummary, finished: f64) -> Vec<Family<'static>> {
+    let mut families = Vec::new();
     let checks: Vec<_> = summary
         .repositories
         .iter()
@@ -176,7 +192,7 @@ pub fn exposition(summary: &RunSummary) -> String {
             });
         }
     }
-    render(&families)
+    families
 }
 
 /// The grouping-key URL for `config` (`<url>/metrics/job/<job>/instance/<instance>`).
@@ -241,6 +257,82 @@ mod tests {
         assert_eq!(
             group_url(&cfg, "alpha"),
             "http://127.0.0.1:9091/metrics/job/rborg/instance/alpha"
+        );
+    }
+
+    fn summary(planned: Vec<ActionKind>, actions: Vec<(ActionKind, ActionStatus)>) -> RunSummary {
+        use super::super::runner::{ActionOutcome, RepositoryOutcome, Severity};
+        use std::time::UNIX_EPOCH;
+        let failed = actions.iter().any(|a| a.1 == ActionStatus::Failed);
+        RunSummary {
+            started: UNIX_EPOCH + Duration::from_secs(100),
+            finished: UNIX_EPOCH + Duration::from_secs(160),
+            repositories: vec![RepositoryOutcome {
+                label: "nas".into(),
+                path: "/r".into(),
+                actions: actions
+                    .into_iter()
+                    .map(|(action, status)| ActionOutcome {
+                        action,
+                        status,
+                        message: None,
+                        attempts: 1,
+                        duration: Duration::ZERO,
+                        stats: None,
+                        checks: vec![],
+                    })
+                    .collect(),
+            }],
+            errors: vec![],
+            warnings: vec![],
+            severity: if failed {
+                Severity::Error
+            } else {
+                Severity::Success
+            },
+            planned_actions: planned,
+        }
+    }
+
+    #[test]
+    fn what_each_kind_of_run_reports() {
+        use ActionKind::*;
+        let ok = exposition(&summary(
+            vec![Create, Check],
+            vec![(Create, ActionStatus::Ok), (Check, ActionStatus::Ok)],
+        ));
+        assert!(
+            ok.contains("# TYPE borgmatic_last_run_status gauge\nborgmatic_last_run_status 0\n"),
+            "{ok}"
+        );
+        assert!(
+            ok.contains("\nborgmatic_last_run_timestamp_seconds 160\n"),
+            "{ok}"
+        );
+        assert!(
+            ok.contains("\nrborg_last_run_duration_seconds 60\n"),
+            "{ok}"
+        );
+        assert!(ok.contains("\nrborg_last_check_status 0\n"), "{ok}");
+        let failed = exposition(&summary(vec![Create], vec![(Create, ActionStatus::Failed)]));
+        assert!(
+            failed.contains("\nborgmatic_last_run_status 1\n"),
+            "{failed}"
+        );
+        assert!(!failed.contains("timestamp"), "{failed}");
+        assert!(!failed.contains("check"), "{failed}");
+        // A check-only run must not touch the backup metrics.
+        let check = exposition(&summary(vec![Check], vec![(Check, ActionStatus::Failed)]));
+        assert!(!check.contains("borgmatic_"), "{check}");
+        assert!(check.contains("\nrborg_last_check_status 1\n"), "{check}");
+        assert!(
+            !check.contains("rborg_last_check_timestamp_seconds"),
+            "{check}"
+        );
+        // Nothing to say: nothing to push.
+        assert_eq!(
+            exposition(&summary(vec![Prune], vec![(Prune, ActionStatus::Ok)])),
+            ""
         );
     }
 

@@ -228,6 +228,8 @@ pub struct RunSummary {
     pub warnings: Vec<String>,
     /// The highest severity seen; monitoring failures do not raise it.
     pub severity: Severity,
+    /// The actions the run was asked to do (what the metrics may speak for).
+    pub planned_actions: Vec<ActionKind>,
 }
 
 impl RunSummary {
@@ -541,6 +543,7 @@ impl<'a> Runner<'a> {
                 errors: Vec::new(),
                 warnings: Vec::new(),
                 severity: Severity::Success,
+                planned_actions: Vec::new(),
             },
             first_error: None,
             current_repository: None,
@@ -651,6 +654,7 @@ impl<'a> Runner<'a> {
     pub fn run(mut self, actions: &mut dyn Actions) -> RunSummary {
         let wall = Instant::now();
         self.summary.started = (self.clock)();
+        self.summary.planned_actions = self.plan.actions.clone();
         let base = self.base_context();
         let before_errors = self.run_hooks(true, HookPoint::Everything, None, false, &base);
         let mut aborted = false;
@@ -982,6 +986,9 @@ impl<'a> Runner<'a> {
         });
         if let Some(pg) = self.config.pushgateway.clone() {
             let body = pushgateway::exposition(&self.summary);
+            if body.is_empty() {
+                return;
+            }
             if let Err(e) = pushgateway::push(&pg, &self.plan.hostname, &body) {
                 log::warn!("{e}");
                 self.summary.warnings.push(e.to_string());

@@ -41,6 +41,11 @@ fn free_port() -> u16 {
 }
 
 fn start_gateway() -> Gateway {
+    start_gateway_with(None)
+}
+
+/// Starts a gateway; with `web_config`, that text is its `--web.config.file` (basic auth).
+fn start_gateway_with(web_config: Option<&str>) -> Gateway {
     let bin = PathBuf::from(
         std::env::var("RBORG_PUSHGATEWAY")
             .unwrap_or_else(|_| "/usr/bin/prometheus-pushgateway".into()),
@@ -52,7 +57,13 @@ fn start_gateway() -> Gateway {
     );
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let child = Command::new(&bin)
+    let mut command = Command::new(&bin);
+    if let Some(text) = web_config {
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, text).unwrap();
+        command.arg(format!("--web.config.file={}", path.display()));
+    }
+    let child = command
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg(format!(
             "--persistence.file={}",
@@ -70,7 +81,8 @@ fn start_gateway() -> Gateway {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok((status, _)) = get(port, "/-/ready") {
-            if status == 200 {
+            // 401: up, but behind basic auth.
+            if status == 200 || status == 401 {
                 return gateway;
             }
         }
@@ -84,11 +96,19 @@ fn start_gateway() -> Gateway {
 
 /// A plain GET, written here independently of the code under test.
 fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    get_with_auth(port, path, None)
+}
+
+/// A GET with an optional ready-made `Authorization` value.
+fn get_with_auth(port: u16, path: &str, auth: Option<&str>) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n"
     )?;
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
@@ -261,6 +281,44 @@ fn gateway_down_is_a_warning_and_the_run_still_succeeds() {
         "{summary}"
     );
     assert!(summary.to_string().contains("warning: pushgateway"));
+}
+
+#[test]
+fn gateway_with_basic_auth_accepts_the_right_password_only() {
+    // bcrypt("s3cret"), cost 4; the gateway's web config wants bcrypt hashes.
+    let gateway = start_gateway_with(Some(
+        "basic_auth_users:\n  rborg: $2b$04$93icmga1DaWOu7uImRMi0Op1PvQ8FiuTC2NSN2kZIVoiHgVGQ5ORO\n",
+    ));
+    let state = tempfile::tempdir().unwrap();
+    for (password, should_work) in [("wrong", false), ("s3cret", true)] {
+        let text = format!(
+            "repositories: [/r]\npushgateway:\n  url: http://127.0.0.1:{}\n  instance: authed\n  username: rborg\n  password: {password}\n",
+            gateway.port
+        );
+        let config = Config::parse(&text, "t", &BTreeMap::new()).unwrap();
+        let summary = Runner::new(&config, plan(state.path(), &[ActionKind::Create]))
+            .run(&mut StandIn { fail_create: false });
+        assert_eq!(summary.exit_code(), 0, "{summary}");
+        if should_work {
+            assert!(summary.warnings.is_empty(), "{summary}");
+        } else {
+            assert_eq!(summary.warnings.len(), 1, "{summary}");
+            assert!(summary.warnings[0].contains("HTTP 401"), "{summary}");
+        }
+    }
+    // base64("rborg:s3cret")
+    let (status, metrics) =
+        get_with_auth(gateway.port, "/metrics", Some("Basic cmJvcmc6czNjcmV0")).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(
+            &metrics,
+            "borgmatic_last_run_status",
+            &[("instance", "authed")]
+        ),
+        Some(0.0)
+    );
+    drop(gateway);
 }
 
 /// A recorded request: request line, headers (lower-case names), body.

@@ -172,10 +172,13 @@ pub fn send(req: &Request<'_>) -> Result<Response, HttpError> {
         .and_then(|_| stream.flush())
         .map_err(|e| io(format!("send: {e}")))?;
     let mut raw = Vec::new();
-    stream
-        .take(1 << 20)
-        .read_to_end(&mut raw)
-        .map_err(|e| io(format!("receive: {e}")))?;
+    if let Err(e) = stream.take(1 << 20).read_to_end(&mut raw) {
+        // A server that rejects a request (401, 413) may answer and close without reading our
+        // body; the kernel then resets the connection. Keep the answer if it arrived whole.
+        if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Err(io(format!("receive: {e}")));
+        }
+    }
     let response = parse_response(&raw).map_err(|reason| HttpError::Malformed {
         url: req.url.to_string(),
         reason,

@@ -41,10 +41,12 @@ pub enum ConfigError {
         message: String,
     },
     /// A `${VAR}` without a default names an unset variable.
-    #[error("{path}: key {key}: environment variable {var} is not set (write ${{{var}:-default}} to give a default)")]
+    #[error("{path}{}: key {key}: environment variable {var} is not set (write ${{{var}:-default}} to give a default)", location_suffix(*.line, None))]
     UnsetVariable {
         /// The file.
         path: String,
+        /// 1-based line of the first use of the variable.
+        line: Option<usize>,
         /// The key whose value refers to it.
         key: String,
         /// The variable.
@@ -641,6 +643,14 @@ impl Config {
         origin: &str,
         env: &BTreeMap<String, String>,
     ) -> Result<Config, ConfigError> {
+        Config::parse_unlocated(text, origin, env).map_err(|e| locate(e, text))
+    }
+
+    fn parse_unlocated(
+        text: &str,
+        origin: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
         let invalid = |e: serde_norway::Error| {
             let loc = e.location();
             let mut message = e.to_string();
@@ -655,7 +665,7 @@ impl Config {
                 path: origin.to_string(),
                 line: loc.as_ref().map(|l| l.line()),
                 column: loc.as_ref().map(|l| l.column()),
-                message,
+                message: shorten_unknown_field(&message),
             }
         };
         let mut config = if is_sectioned(text) {
@@ -823,6 +833,7 @@ impl Config {
         let fix = |key: &str, s: &mut String| -> Result<(), ConfigError> {
             *s = interpolate_env(s, env).map_err(|var| ConfigError::UnsetVariable {
                 path: origin.to_string(),
+                line: None,
                 key: key.to_string(),
                 var,
             })?;
@@ -921,6 +932,111 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Replaces serde's list of all 100-odd valid keys after an unknown one with a suggestion of the
+/// closest valid key, if one is close.
+fn shorten_unknown_field(message: &str) -> String {
+    let Some((head, list)) = message.split_once(", expected one of ") else {
+        return message.to_string();
+    };
+    let Some(unknown) = head.split('`').nth(1) else {
+        return message.to_string();
+    };
+    let best = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (edit_distance(unknown, k), k))
+        .min();
+    match best {
+        Some((d, key)) if d <= 2.max(unknown.len() / 4) => {
+            format!("{head} (did you mean `{key}`?)")
+        }
+        _ => head.to_string(),
+    }
+}
+
+/// Levenshtein distance over bytes (keys are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Fills in the line of an error the parser could not place (the old sectioned layout, checks
+/// after parsing, unset variables) by finding the key or variable it names in the text.
+fn locate(error: ConfigError, text: &str) -> ConfigError {
+    match error {
+        ConfigError::Invalid {
+            path,
+            line: None,
+            column: None,
+            message,
+        } => {
+            let line = guess_key(&message).and_then(|key| find_key_line(text, &key));
+            ConfigError::Invalid {
+                path,
+                line,
+                column: None,
+                message,
+            }
+        }
+        ConfigError::UnsetVariable {
+            path,
+            line: None,
+            key,
+            var,
+        } => {
+            let plain = format!("${{{var}}}");
+            let with_default = format!("${{{var}:");
+            let line = text
+                .lines()
+                .position(|l| l.contains(&plain) || l.contains(&with_default))
+                .map(|i| i + 1);
+            ConfigError::UnsetVariable {
+                path,
+                line,
+                key,
+                var,
+            }
+        }
+        other => other,
+    }
+}
+
+/// The key an error message is about: "unknown field `x`" or a leading "a.b: …" path.
+fn guess_key(message: &str) -> Option<String> {
+    if let Some(rest) = message.split("unknown field `").nth(1) {
+        return rest.split('`').next().map(str::to_string);
+    }
+    let (path, _) = message.split_once(": ")?;
+    let last = path.rsplit('.').next()?;
+    if last.is_empty() || last.contains(['[', ' ']) {
+        return None;
+    }
+    Some(last.to_string())
+}
+
+/// The 1-based line where `key:` is first written as a map key.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let wanted = format!("{key}:");
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            let t = t.strip_prefix("- ").unwrap_or(t).trim_start();
+            t.starts_with(&wanted)
+        })
+        .map(|i| i + 1)
 }
 
 /// Actions a `when:` list may name (borgmatic's names).
@@ -1157,7 +1273,12 @@ mod tests {
         let e = parse("repositories:\n  - path: /r\nkeep_dayly: 7\n").unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("test.yaml:3:"), "{s}");
-        assert!(s.contains("keep_dayly"), "{s}");
+        assert!(
+            s.ends_with("unknown field `keep_dayly` (did you mean `keep_daily`?)"),
+            "{s}"
+        );
+        let e = parse("repositories: [/r]\nfrobnicate: 1\n").unwrap_err();
+        assert!(e.to_string().ends_with("unknown field `frobnicate`"), "{e}");
 
         let e = parse("repositories:\n  - path: /r\n    lock_wait: soon\n").unwrap_err();
         let s = e.to_string();
@@ -1197,6 +1318,7 @@ mod tests {
         assert_eq!(c.keep_daily, Some(3));
         assert_eq!(c.healthchecks.unwrap().ping_url, "http://h/ping/x");
         let e = parse("location:\n  repositories: [/r]\n  bogus: 1\n").unwrap_err();
+        assert!(e.to_string().starts_with("test.yaml:3: "), "{e}");
         assert!(e.to_string().contains("bogus"), "{e}");
     }
 
@@ -1212,7 +1334,13 @@ mod tests {
         assert_eq!(c.encryption_passphrase.as_ref().unwrap().expose(), "s3cret");
         assert_eq!(c.source_directories, vec!["/home", "${LITERAL}"]);
         assert!(!format!("{c:?}").contains("s3cret"));
-        let e = Config::parse("repositories: ['${NOPE}']\n", "t", &env).unwrap_err();
+        let e = Config::parse(
+            "repositories: [/r]\nsource_directories:\n  - ${NOPE}\n",
+            "t",
+            &env,
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("t:3: "), "{e}");
         assert!(e.to_string().contains("NOPE"), "{e}");
     }
 
@@ -1244,7 +1372,11 @@ mod tests {
     fn semantic_checks() {
         assert!(parse("repositories: [/r]\ncompression: auto,zstd\n").is_ok());
         assert!(parse("repositories: [/r]\ncompression: zstd,3\n").is_ok());
-        assert!(parse("repositories: [/r]\ncompression: zstd,30\n").is_err());
+        let e = parse("repositories: [/r]\nkeep_daily: 7\ncompression: zstd,30\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("test.yaml:3: compression: "),
+            "{e}"
+        );
         assert!(parse("repositories: [/r]\ncompression: brotli\n").is_err());
         assert!(parse("repositories: [/r]\nkeep_within: 2d\n").is_ok());
         assert!(parse("repositories: [/r]\nkeep_within: 2 days\n").is_err());

@@ -572,3 +572,69 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// An action that raises SIGTERM against this process, as systemd does on `systemctl stop`.
+struct Terminated {
+    log: PathBuf,
+    saw_cancel: bool,
+}
+
+impl Actions for Terminated {
+    fn run(&mut self, req: &ActionRequest<'_>) -> Result<ActionReport, ActionFailure> {
+        append(
+            &self.log,
+            &format!("action:{}:{}", req.action.as_str(), req.repository.name()),
+        );
+        // SAFETY: raise(3) only sends a signal to this process; the handler sets a flag.
+        unsafe {
+            libc::raise(libc::SIGTERM);
+        }
+        let cancel = req.cancel.expect("the plan has a cancel flag");
+        self.saw_cancel = cancel.load(std::sync::atomic::Ordering::SeqCst);
+        Err(ActionFailure::connection_lost("interrupted"))
+    }
+}
+
+#[test]
+fn sigterm_stops_the_run_but_the_restart_hooks_still_run() {
+    let s = Setup::new();
+    let config = s.config(
+        r#"
+repositories: [/a, /b]
+retries: 3
+before_backup: ["echo stop_services >> $LOG"]
+commands:
+  - after: action
+    when: [create]
+    run: ["echo start_services:$RBORG_STATE >> $LOG"]
+on_error: ["echo on_error >> $LOG"]
+finally: ["echo finally >> $LOG"]
+"#,
+    );
+    let mut plan = s.plan(&[ActionKind::Create, ActionKind::Prune]);
+    plan.cancel = Some(rborg::ops::runner::cancel_on_signals().unwrap());
+    let mut stand_in = Terminated {
+        log: s.log(),
+        saw_cancel: false,
+    };
+    let summary = Runner::new(&config, plan)
+        .with_sleep(|_| {})
+        .run(&mut stand_in);
+    // Still alive: the signal only set the flag. No retry, no prune, no second repository.
+    assert!(stand_in.saw_cancel);
+    assert_eq!(summary.exit_code(), 2);
+    assert_eq!(
+        read_log(&s.log()),
+        [
+            "stop_services",
+            "action:create:/a",
+            "start_services:fail",
+            "on_error",
+            "finally",
+        ]
+    );
+    assert!(
+        summary.to_string().contains("interrupted by a signal"),
+        "{summary}"
+    );
+}

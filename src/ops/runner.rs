@@ -15,6 +15,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::config::{CheckName, Config, HookPoint, HookState, PingState, RepositoryConfig};
@@ -91,6 +93,9 @@ pub struct ActionRequest<'a> {
     pub checks: &'a [CheckName],
     /// 1 for the first attempt, 2 for the first retry, …
     pub attempt: u32,
+    /// Set when the run is asked to stop (SIGTERM): a long action should end early, as an
+    /// interrupted borg would, and return a failure.
+    pub cancel: Option<&'a AtomicBool>,
 }
 
 /// A finished action: fine, or fine with warnings (borg's rc 1).
@@ -316,6 +321,24 @@ pub struct RunPlan {
     pub hostname: String,
     /// Extra environment variables for hook commands (on top of rborg's own environment).
     pub hook_environment: BTreeMap<String, String>,
+    /// When this becomes true (see [`cancel_on_signals`]) the run starts no further action or
+    /// retry, but still runs the `after`, error and `finally` hooks so stopped services start.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// A flag that SIGTERM, SIGINT and SIGHUP set instead of ending the process, for
+/// [`RunPlan::cancel`]. Under systemd (`KillMode=mixed`) this is what lets a stopped backup
+/// restart the services it stopped.
+pub fn cancel_on_signals() -> std::io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+    }
+    Ok(flag)
 }
 
 impl RunPlan {
@@ -334,6 +357,7 @@ impl RunPlan {
             config_path: String::new(),
             hostname: pushgateway::hostname(),
             hook_environment: BTreeMap::new(),
+            cancel: None,
         }
     }
 }
@@ -494,6 +518,7 @@ pub struct Runner<'a> {
     summary: RunSummary,
     first_error: Option<FirstError>,
     current_repository: Option<(String, String)>,
+    cancel_recorded: bool,
 }
 
 /// The first error of a run, for `after: error` hooks (`{error}`, `{output}`, `{repository}`).
@@ -547,6 +572,7 @@ impl<'a> Runner<'a> {
             },
             first_error: None,
             current_repository: None,
+            cancel_recorded: false,
         }
     }
 
@@ -573,6 +599,23 @@ impl<'a> Runner<'a> {
         }
         self.summary.errors.push(message);
         self.summary.severity = self.summary.severity.max(Severity::Error);
+    }
+
+    /// Whether the run was asked to stop; the first time, records it as an error.
+    fn cancelled(&mut self) -> bool {
+        let set = self
+            .plan
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst));
+        if set && !self.cancel_recorded {
+            self.cancel_recorded = true;
+            self.error(
+                "interrupted by a signal: skipping the remaining actions".to_string(),
+                String::new(),
+            );
+        }
+        set
     }
 
     fn base_context(&self) -> HookContext {
@@ -683,6 +726,9 @@ impl<'a> Runner<'a> {
                 .cloned()
                 .collect();
             for repo in &repos {
+                if self.cancelled() {
+                    break;
+                }
                 self.current_repository = Some((repo.path.clone(), repo.name().to_string()));
                 let outcome = self.run_repository(repo, actions);
                 self.current_repository = None;
@@ -748,6 +794,9 @@ impl<'a> Runner<'a> {
         }
         if !skip_rest {
             for action in self.plan.actions.clone() {
+                if self.cancelled() {
+                    break;
+                }
                 let (a, stop) = self.run_action(repo, action, actions, &repo_context);
                 if let Some(a) = a {
                     outcome.actions.push(a);
@@ -876,6 +925,7 @@ impl<'a> Runner<'a> {
     ) {
         let started = Instant::now();
         let checks = outcome.checks.clone();
+        let cancel = self.plan.cancel.clone();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -885,6 +935,7 @@ impl<'a> Runner<'a> {
                 config: self.config,
                 checks: &checks,
                 attempt,
+                cancel: cancel.as_deref(),
             };
             match actions.run(&request) {
                 Ok(report) => {
@@ -907,7 +958,11 @@ impl<'a> Runner<'a> {
                     }
                     break;
                 }
-                Err(failure) if failure.retryable && attempt <= self.config.retries => {
+                Err(failure)
+                    if failure.retryable
+                        && attempt <= self.config.retries
+                        && !cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) =>
+                {
                     let factor = 1u64 << (attempt - 1).min(20);
                     let wait = Duration::from_secs(self.config.retry_wait.saturating_mul(factor))
                         .min(MAX_RETRY_WAIT);
@@ -918,6 +973,14 @@ impl<'a> Runner<'a> {
                         wait.as_secs()
                     );
                     (self.sleep)(wait);
+                    if self.cancelled() {
+                        outcome.status = ActionStatus::Failed;
+                        outcome.message = Some(format!(
+                            "{}; not retried: interrupted by a signal",
+                            failure.message
+                        ));
+                        break;
+                    }
                 }
                 Err(failure) => {
                     outcome.status = ActionStatus::Failed;

@@ -1308,6 +1308,66 @@ mod tests {
         assert!(s.contains("checks[0]") && s.contains("fortnight"), "{s}");
     }
 
+    /// A typical borgmatic 1.8 file, as users write them, parses unchanged.
+    #[test]
+    fn borgmatic_config_carries_over() {
+        let text = r#"
+source_directories:
+    - /home
+    - /etc
+repositories:
+    - path: ssh://k8pDxu32@k8pDxu32.repo.borgbase.com/./repo
+      label: borgbase
+    - path: /var/lib/backups/local.borg
+      label: local
+one_file_system: true
+exclude_patterns:
+    - '*.pyc'
+    - /home/*/.cache
+exclude_caches: true
+exclude_if_present:
+    - .nobackup
+encryption_passcommand: secret-tool lookup borg-repository repo-name
+compression: lz4
+archive_name_format: 'backup-{now}'
+ssh_command: ssh -i /path/to/private/key
+retries: 1
+retry_wait: 10
+lock_wait: 5
+keep_within: 3H
+keep_daily: 7
+keep_weekly: 4
+keep_monthly: 6
+keep_yearly: 1
+checks:
+    - name: repository
+      frequency: 2 weeks
+    - name: archives
+      frequency: always
+    - name: extract
+      frequency: disabled
+check_last: 3
+before_backup:
+    - echo Starting a backup.
+after_backup:
+    - echo Finished a backup.
+on_error:
+    - echo Error during create/prune/compact/check.
+before_everything:
+    - echo Starting actions.
+healthchecks:
+    ping_url: https://hc-ping.com/your-uuid-here
+"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.repositories[1].name(), "local");
+        assert_eq!(
+            c.ssh_command(&c.repositories[0]),
+            Some("ssh -i /path/to/private/key")
+        );
+        assert_eq!(c.effective_checks().len(), 3);
+        assert_eq!(c.keep_yearly, Some(1));
+    }
+
     #[test]
     fn old_sectioned_layout() {
         let c = parse(

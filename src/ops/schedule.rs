@@ -101,15 +101,16 @@ impl fmt::Display for Frequency {
             Frequency::Disabled => f.write_str("disabled"),
             Frequency::Every(d) => {
                 let s = d.as_secs();
-                if s % (7 * DAY) == 0 {
-                    write!(f, "{} weeks", s / (7 * DAY))
+                let (n, unit) = if s % (7 * DAY) == 0 {
+                    (s / (7 * DAY), "week")
                 } else if s % DAY == 0 {
-                    write!(f, "{} days", s / DAY)
+                    (s / DAY, "day")
                 } else if s % HOUR == 0 {
-                    write!(f, "{} hours", s / HOUR)
+                    (s / HOUR, "hour")
                 } else {
-                    write!(f, "{} seconds", s)
-                }
+                    (s, "second")
+                };
+                write!(f, "{n} {unit}{}", if n == 1 { "" } else { "s" })
             }
         }
     }
@@ -344,6 +345,11 @@ mod tests {
             assert!(Frequency::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(Frequency::parse("2 weeks").unwrap().to_string(), "2 weeks");
+        assert_eq!(Frequency::parse("1 week").unwrap().to_string(), "1 week");
+        assert_eq!(
+            Frequency::parse("36 hours").unwrap().to_string(),
+            "36 hours"
+        );
     }
 
     #[test]

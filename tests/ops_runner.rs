@@ -638,3 +638,43 @@ finally: ["echo finally >> $LOG"]
         "{summary}"
     );
 }
+
+#[test]
+fn hook_timeout_applies_to_every_hook_without_its_own() {
+    let s = Setup::new();
+    let config = s.config(
+        "repositories: [/r]\nhook_timeout: 1\nbefore_everything: ['sleep 20']\nfinally: ['echo finally >> $LOG']\n",
+    );
+    let started = std::time::Instant::now();
+    let mut stand_in = Scripted::new(&s.log());
+    let summary = s.run(&config, &[ActionKind::Create], &mut stand_in);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(summary.exit_code(), 2);
+    assert!(
+        summary.errors[0].contains("timed out after 1 s"),
+        "{summary}"
+    );
+    assert_eq!(read_log(&s.log()), ["finally"]);
+}
+
+#[test]
+fn only_selected_repositories_run_and_check_repositories_limits_checks() {
+    let s = Setup::new();
+    let config = s.config(
+        "repositories:\n  - path: /a\n    label: a\n  - path: /b\n    label: b\ncheck_repositories: [b]\nchecks: [{name: repository, frequency: always}]\n",
+    );
+    let mut plan = s.plan(&[ActionKind::Create]);
+    plan.only_repositories = vec!["/b".into()];
+    let mut stand_in = Scripted::new(&s.log());
+    Runner::new(&config, plan).run(&mut stand_in);
+    assert_eq!(read_log(&s.log()), ["action:create:b"]);
+
+    fs::remove_file(s.log()).unwrap();
+    let mut stand_in = Scripted::new(&s.log());
+    let summary = s.run(&config, &[ActionKind::Check], &mut stand_in);
+    assert_eq!(read_log(&s.log()), ["action:check:b"]);
+    assert_eq!(
+        summary.repositories[0].actions[0].status,
+        ActionStatus::Skipped
+    );
+}

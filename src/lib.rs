@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod cache;
 pub mod msgpack;
+pub mod ops;
 pub mod patterns;
 pub mod placeholders;
 pub mod prune;

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod fs;
 pub mod msgpack;
 pub mod patterns;
 pub mod placeholders;

@@ -25,11 +25,13 @@ pub mod stat;
 pub mod walk;
 pub mod xattr;
 
-pub use metadata::{FileOpenMode, HardlinkTracker, ItemDraft, MetadataCollector, MetadataOptions};
+pub use metadata::{
+    FileOpenMode, FsObjectProcessor, HardlinkTracker, ItemDraft, MetadataCollector, MetadataOptions,
+};
 pub use names::NameCache;
 pub use restore::{ExtractedFile, Extractor, RestoreError, RestoreOptions};
 pub use stat::{FileKind, Stat};
-pub use walk::{Entry, EntryKind, Visitor, WalkOptions, WalkWarning, Walker};
+pub use walk::{Entry, EntryKind, VisitError, Visitor, WalkOptions, WalkWarning, Walker};
 
 use std::ffi::CString;
 use std::io;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every peer rborg's tests talk to, skipping what is already there:
 #   borg 1.2.4 (Debian's borgbackup), borg 1.4.5 (built from PyPI into target/peers/borg-1.4.5),
-#   an sshd binary (openssh-server), libssh2 headers for the ssh2 crate.
+#   an sshd binary (openssh-server), libssh2 headers for the ssh2 crate, setfacl (acl) and
+#   chattr (e2fsprogs) for the filesystem tests.
 # Prints the paths it settled on. Safe to run again; a second run takes seconds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +14,8 @@ command -v /usr/bin/borg >/dev/null 2>&1 || need_apt+=(borgbackup)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v setfacl >/dev/null 2>&1 || need_apt+=(acl)
+command -v chattr >/dev/null 2>&1 || need_apt+=(e2fsprogs)
 for pkg in libssl-dev libacl1-dev liblz4-dev libzstd-dev libxxhash-dev pkg-config libssh2-1-dev python3-venv; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
 done

@@ -60,7 +60,7 @@ fn cpath(p: &Path) -> CString {
 }
 
 /// Builds the test tree under `base/input`. Returns notes on what the filesystem refused.
-fn build_tree(base: &Path) -> Vec<String> {
+fn build_tree(base: &Path) -> (Vec<String>, bool) {
     let mut notes = Vec::new();
     let t = base.join("input");
     std::fs::create_dir_all(t.join("dir/sub")).unwrap();
@@ -104,6 +104,10 @@ fn build_tree(base: &Path) -> Vec<String> {
     )
     .unwrap();
     std::fs::write(t.join("cache/junk"), b"junk").unwrap();
+    std::fs::create_dir(t.join("tagged")).unwrap();
+    std::fs::write(t.join("tagged/.nobackup"), b"").unwrap();
+    std::fs::write(t.join("tagged/content"), b"tagged content").unwrap();
+    std::os::unix::fs::symlink("chardev", t.join("devlink")).unwrap();
     std::fs::write(t.join("skip.tmp"), b"excluded").unwrap();
     std::fs::write(t.join("dir/also.tmp"), b"excluded").unwrap();
     // ownership: unknown ids (nil names) and a setuid mode
@@ -141,7 +145,8 @@ fn build_tree(base: &Path) -> Vec<String> {
         .arg(t.join("nodump"))
         .output()
         .unwrap();
-    if !out.status.success() {
+    let flags_ok = out.status.success();
+    if !flags_ok {
         notes.push(format!(
             "chattr +d refused, flags not covered: {}",
             String::from_utf8_lossy(&out.stderr)
@@ -169,7 +174,7 @@ fn build_tree(base: &Path) -> Vec<String> {
     // Read everything once, so relatime has nothing left to update when borg and rborg read
     // the tree (borg stats before it reads; a first read would move atime in between).
     touch_all_atimes(&t);
-    notes
+    (notes, flags_ok)
 }
 
 fn touch_all_atimes(p: &Path) {
@@ -372,6 +377,14 @@ struct Case {
     /// root as given to borg create
     root: fn(&Path) -> Vec<u8>,
     create_args: &'static [&'static str],
+    /// `--exclude` patterns beyond `*.tmp`, given to borg through `create_args` as well
+    excludes: &'static [&'static str],
+    keep_exclude_tags: bool,
+    read_special: bool,
+    /// item keys that must occur in this case
+    expect_keys: &'static [&'static str],
+    /// (path, file type bits) that borg must have stored; `0` means "must be absent"
+    expect_items: &'static [(&'static str, u32)],
     extract_args: &'static [&'static str],
     meta: MetadataOptions,
     restore: RestoreOptions,
@@ -380,7 +393,8 @@ struct Case {
 fn check(case: Case) {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();
-    for n in build_tree(base) {
+    let (notes, flags_ok) = build_tree(base);
+    for n in notes {
         println!("{}: {n}", case.label);
     }
     let env: Vec<(&str, String)> = vec![
@@ -401,7 +415,15 @@ fn check(case: Case) {
     let root = (case.root)(base);
     let root_str = String::from_utf8(root.clone()).unwrap();
     let arch = format!("{repo}::a");
-    let mut args = vec!["create", "--list", "--exclude-caches", "--exclude", "*.tmp"];
+    let mut args = vec![
+        "create",
+        "--list",
+        "--exclude-caches",
+        "--exclude",
+        "*.tmp",
+        "--exclude-if-present",
+        ".nobackup",
+    ];
     args.extend_from_slice(case.create_args);
     args.push(&arch);
     args.push(&root_str);
@@ -411,9 +433,15 @@ fn check(case: Case) {
     // (a) the walk
     let mut matcher = PatternMatcher::new();
     matcher.add_exclude("*.tmp").unwrap();
+    for e in case.excludes {
+        matcher.add_exclude(e).unwrap();
+    }
     let walker = Walker::new(WalkOptions {
         matcher,
         exclude_caches: true,
+        exclude_if_present: vec![b".nobackup".to_vec()],
+        keep_exclude_tags: case.keep_exclude_tags,
+        read_special: case.read_special,
         ..Default::default()
     });
     let mut v = Collect {
@@ -468,19 +496,38 @@ fn check(case: Case) {
         );
     }
     let keys = |k: &str| borg_items.iter().filter(|i| i.get(k).is_some()).count();
-    for k in [
+    let mut expected = vec![
         "acl_access",
         "acl_default",
         "xattrs",
-        "rdev",
         "source",
         "hardlink_master",
-    ] {
+    ];
+    expected.extend_from_slice(case.expect_keys);
+    if flags_ok {
+        expected.push("bsdflags");
+    }
+    for k in expected {
         assert!(
             keys(k) > 0,
             "{}: no item with {k}; the test tree lost coverage",
             case.label
         );
+    }
+
+    for (path, kind) in case.expect_items {
+        let found = borg_items
+            .iter()
+            .find(|i| i.get("path").and_then(Value::as_bytes) == Some(path.as_bytes()));
+        let mode = found.and_then(|i| i.get("mode")).and_then(Value::as_u64);
+        match (kind, mode) {
+            (0, None) => {}
+            (k, Some(m)) if *k != 0 && m as u32 & libc::S_IFMT == *k => {}
+            _ => panic!(
+                "{}: {path}: expected type {kind:o}, borg has {mode:?}",
+                case.label
+            ),
+        }
     }
 
     // (c) restore: borg extract vs rborg's extractor on the same items
@@ -571,7 +618,18 @@ fn borg_1_2_4_numeric_ids() {
         borg: peer("RBORG_BORG12", "/usr/bin/borg"),
         label: "borg 1.2.4",
         root: |_| b"input".to_vec(),
-        create_args: &["--numeric-ids"],
+        create_args: &["--numeric-ids", "--read-special", "--exclude", "*/fifo"],
+        excludes: &["*/fifo"],
+        keep_exclude_tags: false,
+        read_special: true,
+        expect_keys: &[],
+        // --read-special: the device and the symlink to it become regular files; no fifo
+        expect_items: &[
+            ("input/chardev", libc::S_IFREG),
+            ("input/devlink", libc::S_IFREG),
+            ("input/fifo", 0),
+            ("input/tagged", 0),
+        ],
         extract_args: &["--numeric-ids"],
         meta: MetadataOptions {
             numeric_ids: true,
@@ -598,7 +656,22 @@ fn borg_1_4_5_atime_and_slashdot_root() {
             r.extend_from_slice(b"/./input");
             r
         },
-        create_args: &["--atime"],
+        create_args: &["--atime", "--keep-exclude-tags"],
+        excludes: &[],
+        keep_exclude_tags: true,
+        read_special: false,
+        expect_keys: &["rdev"],
+        // --keep-exclude-tags: tagged directories keep only their tags
+        expect_items: &[
+            ("input/chardev", libc::S_IFCHR),
+            ("input/devlink", libc::S_IFLNK),
+            ("input/fifo", libc::S_IFIFO),
+            ("input/tagged", libc::S_IFDIR),
+            ("input/tagged/.nobackup", libc::S_IFREG),
+            ("input/tagged/content", 0),
+            ("input/cache/CACHEDIR.TAG", libc::S_IFREG),
+            ("input/cache/junk", 0),
+        ],
         extract_args: &[],
         meta: MetadataOptions {
             atime: true,

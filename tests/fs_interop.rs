@@ -789,3 +789,57 @@ fn one_file_system_borg_1_4_5() {
         "borg 1.4.5",
     );
 }
+
+/// A root that does not exist: borg 1.4.5 warns with `path: stat: [Errno 2] ...` and goes on
+/// (exit code 1); the walk reports the same text. (borg 1.2.4 words it without `stat: `.)
+#[test]
+fn missing_root_warning_borg_1_4_5() {
+    let borg_path = peer(
+        "RBORG_BORG14",
+        "/work/main/target/peers/borg-1.4.5/bin/borg",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    std::fs::create_dir(base.join("in")).unwrap();
+    let env = [
+        ("BORG_BASE_DIR", base.join("borgbase")),
+        (
+            "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK",
+            PathBuf::from("yes"),
+        ),
+    ];
+    let repo = base.join("repo");
+    run(Command::new(&borg_path)
+        .args([
+            OsStr::new("init"),
+            OsStr::new("-e"),
+            OsStr::new("none"),
+            repo.as_os_str(),
+        ])
+        .envs(env.clone()));
+    let missing = base.join("nothere").display().to_string();
+    let out = Command::new(&borg_path)
+        .args(["create", &format!("{}::a", repo.display()), &missing])
+        .arg(base.join("in"))
+        .envs(env)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "borg warns with rc 1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut v = Collect {
+        proc: FsObjectProcessor::new(MetadataOptions::default()),
+        items: Vec::new(),
+        lines: Vec::new(),
+        warnings: Vec::new(),
+    };
+    Walker::new(WalkOptions::default())
+        .walk(&[missing.into_bytes(), b(&base.join("in"))], &mut v)
+        .unwrap();
+    assert_eq!(v.warnings.len(), 1);
+    assert!(
+        stderr.lines().any(|l| l == v.warnings[0]),
+        "borg said {stderr:?}, rborg {:?}",
+        v.warnings
+    );
+    assert_eq!(v.items.len(), 1, "the second root is still walked");
+}

@@ -532,7 +532,7 @@ impl Extractor {
         if !self.options.noflags {
             if let Some(bsd) = item.bsdflags {
                 // set last: the immutable flag would refuse everything after it
-                let _ignored = self.set_flags(&cpath, path, mode, bsd, fd);
+                let _ignored = self.set_flags(&cpath, path, bsd, fd);
             }
         }
         Ok(())
@@ -542,14 +542,12 @@ impl Extractor {
         &self,
         cpath: &CString,
         path: &[u8],
-        mode: u32,
         bsd: u32,
         fd: Option<BorrowedFd<'_>>,
     ) -> Result<(), FsError> {
         if let Some(fd) = fd {
             return flags::set_flags(fd, bsd, self.options.flags_dialect, path);
         }
-        let _ = mode;
         let st = lstat(path)?;
         if matches!(
             st.kind(),
@@ -628,6 +626,44 @@ mod tests {
         slave.source = Some(b"../x".to_vec());
         let e = x.extract(slave, &mut none).unwrap_err();
         assert!(matches!(e, RestoreError::HardlinkSource(_)), "{e}");
+    }
+
+    #[test]
+    fn slave_of_an_unextracted_master_gets_its_chunks_and_later_slaves_link() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().as_os_str().as_encoded_bytes().to_vec();
+        let mut x = Extractor::new(&dest, RestoreOptions::default());
+        let chunk = ChunkRef {
+            id: [7u8; 32],
+            size: 3,
+            csize: 9,
+        };
+        let mut master = item("a/f", 0o100644);
+        master.chunks = Some(vec![chunk]);
+        master.size = Some(3);
+        master.hardlink_master = Some(true);
+        let mut slave = item("b/g", 0o100644);
+        slave.source = Some(b"a/f".to_vec());
+        let mut slave2 = item("b/h", 0o100644);
+        slave2.source = Some(b"a/f".to_vec());
+        // a partial extract: the master is not selected
+        x.peek_hardlink_master(&master, false);
+        let mut seen = Vec::new();
+        let mut write = |c: &[ChunkRef], f: &mut ExtractedFile| {
+            seen.push(c.to_vec());
+            f.write_chunk(b"abc")
+                .map_err(|e| RestoreError::Content(e.to_string()))
+        };
+        x.extract(slave, &mut write).unwrap();
+        x.extract(slave2, &mut write).unwrap();
+        assert_eq!(
+            seen,
+            vec![vec![chunk]],
+            "only the first slave fetches content"
+        );
+        let g = lstat(&join(&dest, b"b/g")).unwrap();
+        let h = lstat(&join(&dest, b"b/h")).unwrap();
+        assert_eq!((g.ino, g.nlink), (h.ino, 2));
     }
 
     #[test]

@@ -80,7 +80,13 @@ pub struct RestoreOptions {
     pub sparse: bool,
     /// Which borg's flag handling to follow.
     pub flags_dialect: FlagsDialect,
+    /// `--umask` (borg's default is 0o077): parents that are not items themselves are made
+    /// with `0o777 & !umask`. `None` takes borg's default.
+    pub umask: Option<u32>,
 }
+
+/// Borg's default `--umask`.
+pub const DEFAULT_UMASK: u32 = 0o077;
 
 /// A regular file being extracted; the caller writes its chunks into it.
 pub struct ExtractedFile {
@@ -261,7 +267,13 @@ impl Extractor {
         }
         if lstat(&parent).is_err() {
             let os: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(&parent);
-            std::fs::create_dir_all(os).map_err(|e| FsError::new("makedirs", &parent, e))?;
+            let umask = self.options.umask.unwrap_or(DEFAULT_UMASK);
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o777 & !umask,
+            )
+            .create(os)
+            .map_err(|e| FsError::new("makedirs", &parent, e))?;
         }
         self.safe_dirs.insert(parent);
         Ok(())

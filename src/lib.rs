@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod cache;
+pub mod fs;
 pub mod msgpack;
 pub mod ops;
 pub mod patterns;

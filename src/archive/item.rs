@@ -88,7 +88,7 @@ pub struct Item {
     pub chunks: Option<Vec<ChunkRef>>,
     /// The original chunks of an item repaired with all-zero replacements.
     pub chunks_healthy: Option<Vec<ChunkRef>>,
-    /// Extended attributes, name to value.
+    /// Extended attributes, name to value (an empty value is stored as nil, as borg does).
     pub xattrs: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     /// POSIX access ACL in borg's text form.
     pub acl_access: Option<Vec<u8>>,
@@ -212,7 +212,13 @@ impl Item {
                     let m = val.as_map().ok_or(ItemError::WrongType("xattrs"))?;
                     item.xattrs = Some(
                         m.iter()
-                            .map(|(n, x)| Ok((raw(n, "xattrs")?, raw(x, "xattrs")?)))
+                            // borg stores an empty value as nil (`xattr.get_all`: `... or None`).
+                            .map(|(n, x)| {
+                                Ok((
+                                    raw(n, "xattrs")?,
+                                    raw_or_nil(x, "xattrs")?.unwrap_or_default(),
+                                ))
+                            })
                             .collect::<Result<_, ItemError>>()?,
                     );
                 }
@@ -272,7 +278,14 @@ impl Item {
             self.xattrs.as_ref().map(|x| {
                 Value::Map(
                     x.iter()
-                        .map(|(n, v)| (Value::bytes(n), Value::bytes(v)))
+                        .map(|(n, v)| {
+                            let v = if v.is_empty() {
+                                Value::Nil
+                            } else {
+                                Value::bytes(v)
+                            };
+                            (Value::bytes(n), v)
+                        })
                         .collect(),
                 )
             }),

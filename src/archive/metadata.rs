@@ -281,6 +281,21 @@ mod tests {
             ("chunks", Value::Array(vec![Value::Array(vec![1.into()])])),
         ]);
         assert_eq!(Item::from_value(&v), Err(ItemError::WrongType("chunks")));
+        // An empty xattr value is nil on the wire, both ways.
+        let v = Value::map([
+            ("path", "x".into()),
+            ("mtime", 1.into()),
+            (
+                "xattrs",
+                Value::Map(vec![(Value::str("user.empty"), Value::Nil)]),
+            ),
+        ]);
+        let item = Item::from_value(&v).expect("nil xattr value");
+        assert_eq!(
+            item.xattrs,
+            Some(vec![(b"user.empty".to_vec(), Vec::new())])
+        );
+        assert_eq!(encode(&item.to_value()), encode(&v));
         // borg 1.0's bytes-encoded times.
         let v = Value::map([
             ("path", "x".into()),

@@ -123,6 +123,8 @@ fn build_tree(base: &Path) -> (Vec<String>, bool) {
     let f = std::fs::File::open(t.join("file")).unwrap();
     xattr::set(Target::Fd(f.as_fd()), b"user.comment", b"hello").unwrap();
     xattr::set(Target::Fd(f.as_fd()), b"user.binary", b"\x00\xff\x01").unwrap();
+    // borg stores an empty value as nil; rborg must read and write it the same way.
+    xattr::set(Target::Fd(f.as_fd()), b"user.empty", b"").unwrap();
     let c = cpath(&t.join("dir"));
     xattr::set(Target::Path(&c), b"user.dir", b"on a directory").unwrap();
     // ACLs

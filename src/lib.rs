@@ -6,5 +6,8 @@
 //! borg does; [`msgpack`] is borg's dialect of msgpack.
 #![warn(missing_docs)]
 
+pub mod location;
 pub mod msgpack;
 pub mod repository;
+pub mod rpc;
+pub mod transport;

@@ -1,12 +1,13 @@
 //! A repository behind `borg serve`, reached through the RPC client (borg's
 //! `RemoteRepository`).
 
+use crate::location::Location;
 use crate::msgpack::Value;
 use crate::rpc::version::{
     APPEND_ONLY_SINCE, MAKE_PARENT_DIRS_SINCE, MAX_DURATION_SINCE, SCAN_SINCE,
 };
 use crate::rpc::{ClientOptions, RpcClient, ServerVersion};
-use crate::transport::{ServerExit, Transport};
+use crate::transport::{connect_ssh, ServerExit, SshKind, SshSettings, Transport};
 
 use super::{CommitOptions, ObjectId, OpenOptions, Repository, RepositoryError};
 
@@ -73,6 +74,24 @@ impl RemoteRepository {
                 Err(e)
             }
         }
+    }
+
+    /// Connects to a remote location through ssh (`kind` picks the system `ssh` or libssh2) and
+    /// opens the repository at the location's path. Transport failures (ssh not found, host
+    /// key refused, authentication failed) come back as [`RepositoryError::Transport`].
+    pub fn connect(
+        location: &Location,
+        settings: &SshSettings,
+        kind: SshKind,
+        options: &OpenOptions,
+        mut client_options: ClientOptions,
+    ) -> Result<RemoteRepository, RepositoryError> {
+        let transport = connect_ssh(location, settings, kind)
+            .map_err(|e| RepositoryError::Transport(e.to_string()))?;
+        if client_options.location.is_empty() {
+            client_options.location = location.canonical_path();
+        }
+        Self::open(transport, &location.path, options, client_options)
     }
 
     fn send_open(

@@ -1,0 +1,600 @@
+//! RPC interop with real `borg serve` 1.2.4 and 1.4.5, over the three transports: the system
+//! `ssh` and libssh2 (both through the rig's throwaway sshd on loopback) and a local pipe.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{
+    borg12, borg14, borg_check_repository, borg_init, wait_for_path, BorgProcess, Peer, Scratch,
+    Sshd,
+};
+use rborg::location::Location;
+use rborg::repository::remote::RemoteRepository;
+use rborg::repository::{
+    CommitOptions, ObjectId, OpenOptions, Repository, RepositoryError, MANIFEST_ID,
+};
+use rborg::rpc::ClientOptions;
+use rborg::transport::{PipeTransport, SshKind, SshSettings};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Via {
+    Ssh,
+    Ssh2,
+    Pipe,
+}
+
+/// One test's world: its scratch dir, its sshd (for the ssh transports) and its peer.
+struct World {
+    peer: Peer,
+    scratch: Scratch,
+    sshd: Option<Sshd>,
+}
+
+impl World {
+    fn new(peer: Peer, with_sshd: bool) -> World {
+        World {
+            peer,
+            scratch: Scratch::new(),
+            sshd: with_sshd.then(Sshd::start),
+        }
+    }
+
+    fn sshd(&self) -> &Sshd {
+        self.sshd.as_ref().expect("this test started no sshd")
+    }
+
+    /// Settings for the ssh transports, with `remote_path` as `--remote-path`.
+    fn ssh_settings(&self, remote_path: &str) -> SshSettings {
+        let sshd = self.sshd();
+        SshSettings {
+            rsh: Some(sshd.rsh()),
+            remote_path: Some(remote_path.to_string()),
+            env: std::env::vars_os().collect(),
+            borg_version: "1.4.5".into(),
+            known_hosts: Some(sshd.known_hosts.clone()),
+            identity_file: Some(sshd.client_key.clone()),
+            use_agent: false,
+            default_user: Some("root".into()),
+            connect_timeout: Some(Duration::from_secs(10)),
+            ..Default::default()
+        }
+    }
+
+    /// Opens `repo` through `via`, with `borg serve` run by a wrapper named `name` (extra
+    /// serve arguments in `serve_extra`) so the test can find and kill it.
+    fn open_with(
+        &self,
+        via: Via,
+        repo: &Path,
+        name: &str,
+        serve_extra: &str,
+        settings_hook: impl FnOnce(&mut SshSettings),
+        options: &OpenOptions,
+    ) -> Result<RemoteRepository, RepositoryError> {
+        let wrapper = self.scratch.serve_wrapper(&self.peer, name, serve_extra);
+        let wrapper = wrapper.to_str().expect("utf-8").to_string();
+        match via {
+            Via::Pipe => {
+                let env: Vec<_> = std::env::vars_os().collect();
+                let transport = PipeTransport::spawn(vec![wrapper, "serve".into()], &env, "1.4.5")
+                    .map_err(|e| RepositoryError::Transport(e.to_string()))?;
+                let client = ClientOptions {
+                    location: repo.display().to_string(),
+                    ..Default::default()
+                };
+                RemoteRepository::open(
+                    Box::new(transport),
+                    repo.to_str().expect("utf-8"),
+                    options,
+                    client,
+                )
+            }
+            Via::Ssh | Via::Ssh2 => {
+                let location = Location::parse(&self.sshd().url(repo), None).expect("location");
+                let mut settings = self.ssh_settings(&wrapper);
+                settings_hook(&mut settings);
+                let kind = if via == Via::Ssh {
+                    SshKind::Process
+                } else {
+                    SshKind::Libssh2
+                };
+                RemoteRepository::connect(
+                    &location,
+                    &settings,
+                    kind,
+                    options,
+                    ClientOptions::default(),
+                )
+            }
+        }
+    }
+
+    fn open(&self, via: Via, repo: &Path, options: &OpenOptions) -> RemoteRepository {
+        self.open_with(via, repo, "serve", "", |_| {}, options)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "open {} via {via:?} with borg {}: {e}",
+                    repo.display(),
+                    self.peer.name
+                )
+            })
+    }
+
+    fn init(&self, name: &str) -> std::path::PathBuf {
+        let repo = self.scratch.path(name);
+        borg_init(&self.peer, &self.scratch, &repo, "none");
+        repo
+    }
+}
+
+fn exclusive() -> OpenOptions {
+    OpenOptions {
+        exclusive: true,
+        lock_wait: Some(10.0),
+        ..Default::default()
+    }
+}
+
+/// A small deterministic generator, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n + 8);
+        while out.len() < n {
+            out.extend_from_slice(&self.next().to_le_bytes());
+        }
+        out.truncate(n);
+        out
+    }
+
+    fn id(&mut self) -> ObjectId {
+        self.bytes(32).try_into().expect("32 bytes")
+    }
+}
+
+/// Objects for a test: mostly small, every 25th about 1 MiB.
+fn objects(seed: u64, count: usize) -> Vec<(ObjectId, Vec<u8>)> {
+    let mut rng = Rng(seed);
+    (0..count)
+        .map(|i| {
+            let size = if i % 25 == 0 {
+                1024 * 1024 - (i % 7)
+            } else {
+                (rng.next() % 8192) as usize
+            };
+            (rng.id(), rng.bytes(size))
+        })
+        .collect()
+}
+
+fn all_ids(repo: &mut RemoteRepository, scan: bool) -> std::collections::BTreeSet<ObjectId> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut marker: Option<ObjectId> = None;
+    loop {
+        let page = if scan {
+            repo.scan(Some(100), marker.as_ref())
+        } else {
+            repo.list(Some(100), marker.as_ref())
+        }
+        .expect("list/scan");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 100);
+        marker = page.last().copied();
+        for id in page {
+            assert!(out.insert(id), "id listed twice");
+        }
+    }
+    out
+}
+
+fn assert_not_found(result: Result<Vec<u8>, RepositoryError>, id: &ObjectId) {
+    match result {
+        Err(RepositoryError::ObjectNotFound { id: hex_id, .. }) => {
+            assert_eq!(hex_id, hex::encode(id))
+        }
+        other => panic!("expected ObjectNotFound, got {other:?}"),
+    }
+}
+
+fn data_roundtrip(peer: Peer, via: Via) {
+    let started = Instant::now();
+    let world = World::new(peer, via != Via::Pipe);
+    let path = world.init("repo");
+    let objs = objects(0x5eed ^ (via as u64), 300);
+    let total_bytes: usize = objs.iter().map(|(_, d)| d.len()).sum();
+
+    // Write and commit.
+    let mut repo = world.open(via, &path, &exclusive());
+    let t = Instant::now();
+    for (id, data) in &objs {
+        repo.put(id, data.clone()).expect("put");
+    }
+    repo.commit(CommitOptions::default()).expect("commit");
+    let put_time = t.elapsed();
+    assert_eq!(repo.object_count().expect("__len__"), objs.len() as u64 + 1);
+    repo.close().expect("close");
+
+    // Reopen with a shared lock and read everything back through get_many.
+    let mut repo = world.open(via, &path, &OpenOptions::default());
+    let ids: Vec<ObjectId> = objs.iter().map(|(id, _)| *id).collect();
+    let t = Instant::now();
+    let mut seen = 0;
+    repo.get_many(&ids, &mut |index, data| {
+        assert_eq!(index, seen, "get_many delivers in order");
+        assert!(data == objs[index].1, "object {index} differs");
+        seen += 1;
+        Ok(())
+    })
+    .expect("get_many");
+    let get_time = t.elapsed();
+    assert_eq!(seen, objs.len());
+    eprintln!(
+        "borg {} via {via:?}: put+commit {} objects / {} MiB in {:?}, get_many in {:?} ({:.1} MiB/s)",
+        world.peer.name,
+        objs.len(),
+        total_bytes >> 20,
+        put_time,
+        get_time,
+        total_bytes as f64 / 1048576.0 / get_time.as_secs_f64()
+    );
+
+    // list and scan see exactly the objects plus the manifest.
+    let mut want: std::collections::BTreeSet<ObjectId> = ids.iter().copied().collect();
+    want.insert(MANIFEST_ID);
+    assert_eq!(all_ids(&mut repo, false), want);
+    assert_eq!(all_ids(&mut repo, true), want);
+    assert_eq!(repo.get(&ids[1]).expect("get"), objs[1].1);
+    repo.close().expect("close");
+
+    // Delete and roll back, then delete and commit.
+    let mut repo = world.open(via, &path, &exclusive());
+    let extra = Rng(99).id();
+    for id in &ids[..10] {
+        repo.delete(id).expect("delete");
+    }
+    repo.put(&extra, b"rolled back".to_vec()).expect("put");
+    repo.rollback().expect("rollback");
+    assert_eq!(repo.object_count().expect("__len__"), objs.len() as u64 + 1);
+    assert_eq!(repo.get(&ids[0]).expect("get after rollback"), objs[0].1);
+    assert_not_found(repo.get(&extra), &extra);
+    for id in &ids[..10] {
+        repo.delete(id).expect("delete");
+    }
+    repo.commit(CommitOptions::default()).expect("commit");
+    assert_eq!(repo.object_count().expect("__len__"), objs.len() as u64 - 9);
+    assert_not_found(repo.get(&ids[3]), &ids[3]);
+
+    // An async delete of a missing object fails on flush, not before.
+    repo.delete(&ids[0]).expect("async delete is only queued");
+    match repo.flush() {
+        Err(RepositoryError::ObjectNotFound { id, .. }) => assert_eq!(id, hex::encode(ids[0])),
+        other => panic!("expected ObjectNotFound from flush, got {other:?}"),
+    }
+    repo.rollback().expect("rollback");
+
+    // Structure check on a clean repository, full and time-limited.
+    assert!(repo.check(false, 0).expect("check"));
+
+    // Keys and nonces.
+    assert_eq!(repo.load_key().expect("load_key"), b"");
+    repo.save_key(b"rborg key blob").expect("save_key");
+    assert_eq!(repo.load_key().expect("load_key"), b"rborg key blob");
+    repo.save_key(b"").expect("save_key");
+    assert_eq!(repo.get_free_nonce().expect("get_free_nonce"), None);
+    repo.commit_nonce_reservation(0x1000, None)
+        .expect("reserve");
+    assert_eq!(repo.get_free_nonce().expect("nonce"), Some(0x1000));
+    repo.commit_nonce_reservation(0x2000, Some(0x1000))
+        .expect("reserve");
+    assert_eq!(repo.get_free_nonce().expect("nonce"), Some(0x2000));
+    match repo.commit_nonce_reservation(0x3000, Some(0x1000)) {
+        Err(RepositoryError::Remote { class, message }) => {
+            assert_eq!(class, "Exception");
+            assert!(message.contains("mismatched previous state"), "{message}");
+        }
+        other => panic!("expected a mismatched nonce error, got {other:?}"),
+    }
+    // Methods outside the allow-list.
+    match repo.client().call("get_many", vec![]) {
+        Err(RepositoryError::InvalidRpcMethod(m)) => assert_eq!(m, "get_many"),
+        other => panic!("expected InvalidRpcMethod, got {other:?}"),
+    }
+    repo.close().expect("close");
+
+    borg_check_repository(&world.peer, &world.scratch, &path);
+    eprintln!(
+        "borg {} via {via:?}: data test took {:?}",
+        world.peer.name,
+        started.elapsed()
+    );
+}
+
+#[test]
+fn borg12_data_over_ssh() {
+    data_roundtrip(borg12(), Via::Ssh);
+}
+
+#[test]
+fn borg14_data_over_ssh() {
+    data_roundtrip(borg14(), Via::Ssh);
+}
+
+#[test]
+fn borg12_data_over_libssh2() {
+    data_roundtrip(borg12(), Via::Ssh2);
+}
+
+#[test]
+fn borg14_data_over_libssh2() {
+    data_roundtrip(borg14(), Via::Ssh2);
+}
+
+#[test]
+fn borg12_data_over_pipe() {
+    data_roundtrip(borg12(), Via::Pipe);
+}
+
+#[test]
+fn borg14_data_over_pipe() {
+    data_roundtrip(borg14(), Via::Pipe);
+}
+
+fn expect_err<T>(result: Result<T, RepositoryError>, what: &str) -> RepositoryError {
+    match result {
+        Ok(_) => panic!("{what}: expected an error"),
+        Err(e) => e,
+    }
+}
+
+fn error_cases(peer: Peer) {
+    let world = World::new(peer, true);
+    let name = world.peer.name;
+    let path = world.init("repo");
+
+    // Missing repository, and a directory that is no repository.
+    let missing = world.scratch.path("nothing-here");
+    let e = expect_err(
+        world.open_with(Via::Ssh, &missing, "s1", "", |_| {}, &exclusive()),
+        "missing repo",
+    );
+    assert!(
+        matches!(e, RepositoryError::DoesNotExist(_)),
+        "{name}: {e:?}"
+    );
+    let empty = world.scratch.path("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let e = expect_err(
+        world.open_with(Via::Pipe, &empty, "s2", "", |_| {}, &exclusive()),
+        "not a repo",
+    );
+    assert!(
+        matches!(e, RepositoryError::InvalidRepository(_)),
+        "{name}: {e:?}"
+    );
+
+    // --restrict-to-path refuses a repository outside the allowed tree.
+    let allowed = world.scratch.path("allowed");
+    std::fs::create_dir(&allowed).expect("mkdir");
+    let restrict = format!("--restrict-to-path {}", allowed.display());
+    for via in [Via::Ssh, Via::Pipe] {
+        let e = expect_err(
+            world.open_with(via, &path, "s3", &restrict, |_| {}, &exclusive()),
+            "restricted",
+        );
+        match e {
+            RepositoryError::PathNotAllowed(p) => assert!(p.contains("repo"), "{p}"),
+            other => panic!("{name} via {via:?}: expected PathNotAllowed, got {other:?}"),
+        }
+    }
+
+    // A lock held by another borg process times out.
+    let repo_arg = path.to_str().expect("utf-8");
+    let holder = BorgProcess::spawn(
+        &world.peer,
+        &world.scratch,
+        &["with-lock", repo_arg, "sleep", "30"],
+    );
+    wait_for_path(&path.join("lock.exclusive"), Duration::from_secs(20));
+    let t = Instant::now();
+    let e = expect_err(
+        world.open_with(
+            Via::Ssh,
+            &path,
+            "s4",
+            "",
+            |_| {},
+            &OpenOptions {
+                exclusive: true,
+                lock_wait: Some(0.5),
+                ..Default::default()
+            },
+        ),
+        "locked",
+    );
+    match e {
+        RepositoryError::LockTimeout(p) => assert!(p.ends_with("lock.exclusive"), "{p}"),
+        other => panic!("{name}: expected LockTimeout, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(15));
+    holder.terminate();
+
+    // --remote-path pointing at nothing: the session ends during negotiate.
+    for via in [Via::Ssh, Via::Ssh2] {
+        let e = expect_err(
+            world.open_with(
+                via,
+                &path,
+                "s5",
+                "",
+                |s| s.remote_path = Some("/nonexistent/borg".into()),
+                &exclusive(),
+            ),
+            "bad remote path",
+        );
+        match &e {
+            RepositoryError::ConnectionClosed { hint: Some(h) } => {
+                assert_eq!(h, "Is borg working on the server?")
+            }
+            other => panic!("{name} via {via:?}: expected ConnectionClosed, got {other:?}"),
+        }
+    }
+
+    // A key the server does not accept.
+    let sshd = world.sshd();
+    let stranger = sshd.stranger_key.clone();
+    let rsh = sshd.rsh_with_key(&stranger);
+    let e = expect_err(
+        world.open_with(
+            Via::Ssh,
+            &path,
+            "s6",
+            "",
+            |s| s.rsh = Some(rsh),
+            &exclusive(),
+        ),
+        "refused key (ssh)",
+    );
+    assert!(
+        matches!(e, RepositoryError::ConnectionClosed { .. }),
+        "{name}: {e:?}"
+    );
+    let e = expect_err(
+        world.open_with(
+            Via::Ssh2,
+            &path,
+            "s6",
+            "",
+            |s| s.identity_file = Some(stranger),
+            &exclusive(),
+        ),
+        "refused key (libssh2)",
+    );
+    let text = e.to_string();
+    assert!(
+        matches!(e, RepositoryError::Transport(_)) && text.contains("authentication"),
+        "{name}: {text}"
+    );
+
+    // libssh2 refuses unknown and changed host keys, naming the host.
+    let host = format!("[127.0.0.1]:{}", sshd.port);
+    for (file, words) in [
+        (sshd.empty_known_hosts.clone(), "is unknown"),
+        (sshd.wrong_known_hosts.clone(), "does not match"),
+    ] {
+        let e = expect_err(
+            world.open_with(
+                Via::Ssh2,
+                &path,
+                "s7",
+                "",
+                |s| s.known_hosts = Some(file),
+                &exclusive(),
+            ),
+            "host key",
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains(&host) && text.contains(words),
+            "{name}: {text}"
+        );
+    }
+
+    // The repository survived all of it.
+    borg_check_repository(&world.peer, &world.scratch, &path);
+}
+
+#[test]
+fn borg12_errors() {
+    error_cases(borg12());
+}
+
+#[test]
+fn borg14_errors() {
+    error_cases(borg14());
+}
+
+/// Kills `borg serve` while many `get`s are in flight: the client reports ConnectionClosed
+/// promptly and the repository stays consistent.
+fn killed_server(peer: Peer) {
+    let world = World::new(peer, true);
+    let path = world.init("repo");
+    let objs: Vec<(ObjectId, Vec<u8>)> = {
+        let mut rng = Rng(7);
+        (0..40)
+            .map(|_| (rng.id(), rng.bytes(1024 * 1024)))
+            .collect()
+    };
+    let mut repo = world.open(Via::Pipe, &path, &exclusive());
+    for (id, data) in &objs {
+        repo.put(id, data.clone()).expect("put");
+    }
+    repo.commit(CommitOptions::default()).expect("commit");
+    repo.close().expect("close");
+    let ids: Vec<ObjectId> = objs.iter().map(|(id, _)| *id).collect();
+
+    for via in [Via::Ssh, Via::Ssh2, Via::Pipe] {
+        let name = format!("kill-{via:?}");
+        let mut repo = world
+            .open_with(via, &path, &name, "", |_| {}, &OpenOptions::default())
+            .expect("open");
+        let pid = world.scratch.serve_pid(&name);
+        let t = Instant::now();
+        let mut delivered = 0;
+        let result = repo.get_many(&ids, &mut |_, _| {
+            if delivered == 0 {
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            delivered += 1;
+            Ok(())
+        });
+        match result {
+            Err(RepositoryError::ConnectionClosed { .. }) => {}
+            other => panic!(
+                "borg {} via {via:?}: expected ConnectionClosed, got {other:?}",
+                world.peer.name
+            ),
+        }
+        assert!(
+            delivered < ids.len(),
+            "the kill came too late to test anything"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "took {:?}",
+            t.elapsed()
+        );
+        // Later calls fail at once, and closing does not hang.
+        assert!(matches!(
+            repo.get(&ids[0]),
+            Err(RepositoryError::ConnectionClosed { .. })
+        ));
+        let t = Instant::now();
+        let _ = repo.close();
+        assert!(t.elapsed() < Duration::from_secs(15));
+    }
+    borg_check_repository(&world.peer, &world.scratch, &path);
+}
+
+#[test]
+fn borg12_server_killed_mid_transfer() {
+    killed_server(borg12());
+}
+
+#[test]
+fn borg14_server_killed_mid_transfer() {
+    killed_server(borg14());
+}

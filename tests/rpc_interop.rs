@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -15,7 +16,7 @@ use rborg::repository::remote::RemoteRepository;
 use rborg::repository::{
     CommitOptions, ObjectId, OpenOptions, Repository, RepositoryError, MANIFEST_ID,
 };
-use rborg::rpc::ClientOptions;
+use rborg::rpc::{ClientOptions, ProgressCallback, RemoteProgress};
 use rborg::transport::{PipeTransport, SshKind, SshSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,6 +31,8 @@ struct World {
     peer: Peer,
     scratch: Scratch,
     sshd: Option<Sshd>,
+    /// Progress records from every server this test talked to.
+    progress: Arc<Mutex<Vec<RemoteProgress>>>,
 }
 
 impl World {
@@ -38,6 +41,7 @@ impl World {
             peer,
             scratch: Scratch::new(),
             sshd: with_sshd.then(Sshd::start),
+            progress: Arc::default(),
         }
     }
 
@@ -73,6 +77,9 @@ impl World {
         settings_hook: impl FnOnce(&mut SshSettings),
         options: &OpenOptions,
     ) -> Result<RemoteRepository, RepositoryError> {
+        let seen = Arc::clone(&self.progress);
+        let progress: ProgressCallback =
+            Box::new(move |p: &RemoteProgress| seen.lock().expect("lock").push(p.clone()));
         let wrapper = self.scratch.serve_wrapper(&self.peer, name, serve_extra);
         let wrapper = wrapper.to_str().expect("utf-8").to_string();
         match via {
@@ -82,6 +89,7 @@ impl World {
                     .map_err(|e| RepositoryError::Transport(e.to_string()))?;
                 let client = ClientOptions {
                     location: repo.display().to_string(),
+                    progress: Some(progress),
                     ..Default::default()
                 };
                 RemoteRepository::open(
@@ -105,7 +113,10 @@ impl World {
                     &settings,
                     kind,
                     options,
-                    ClientOptions::default(),
+                    ClientOptions {
+                        progress: Some(progress),
+                        ..Default::default()
+                    },
                 )
             }
         }
@@ -284,8 +295,32 @@ fn data_roundtrip(peer: Peer, via: Via) {
     }
     repo.rollback().expect("rollback");
 
-    // Structure check on a clean repository, full and time-limited.
+    // Structure check on a clean repository; the server reports its progress on stderr.
+    world.progress.lock().expect("lock").clear();
     assert!(repo.check(false, 0).expect("check"));
+    // The stderr thread may still be handing over the last records.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = world.progress.lock().expect("lock").clone();
+        let check: Vec<_> = seen
+            .iter()
+            .filter(|p| p.msgid.as_deref() == Some("repository.check"))
+            .collect();
+        if check.iter().any(|p| p.finished) || Instant::now() > deadline {
+            assert!(
+                check
+                    .iter()
+                    .any(|p| p.message.is_some() && p.total.is_some()),
+                "no check progress with a message: {seen:?}"
+            );
+            assert!(
+                check.iter().any(|p| p.finished),
+                "no final record: {seen:?}"
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // Keys and nonces.
     assert_eq!(repo.load_key().expect("load_key"), b"");

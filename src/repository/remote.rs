@@ -334,6 +334,111 @@ impl Repository for RemoteRepository {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rpc::scripted::{negotiate_reply, reply, ScriptedTransport};
+    use std::sync::{Arc, Mutex};
+
+    /// A server of `version` answering every call with a plausible result; returns the
+    /// repository and the requests the server saw.
+    fn open_scripted(
+        version: &'static [i64],
+        options: &OpenOptions,
+    ) -> (
+        Result<RemoteRepository, RepositoryError>,
+        Arc<Mutex<Vec<Value>>>,
+    ) {
+        let transport = ScriptedTransport::start(Box::new(move |request| {
+            if let Value::Array(items) = request {
+                return Some(vec![negotiate_reply(&items[1], version)]);
+            }
+            let result = match request.get("m").and_then(Value::as_str) {
+                Some("open") => Value::bytes(&[9; 32]),
+                Some("check") => Value::Bool(true),
+                Some("scan") | Some("list") => Value::Array(vec![]),
+                _ => Value::Nil,
+            };
+            Some(vec![reply(request, result)])
+        }));
+        let received = Arc::clone(&transport.received);
+        let repo = RemoteRepository::open(
+            Box::new(transport),
+            "/repo",
+            options,
+            ClientOptions::default(),
+        );
+        (repo, received)
+    }
+
+    fn args_of(requests: &[Value], method: &str) -> Value {
+        requests
+            .iter()
+            .find(|r| r.get("m").and_then(Value::as_str) == Some(method))
+            .and_then(|r| r.get("a").cloned())
+            .unwrap_or_else(|| panic!("no {method} request"))
+    }
+
+    #[test]
+    fn requests_carry_borgs_arguments() {
+        let (repo, received) = open_scripted(&[1, 2, 4, -1], &OpenOptions::default());
+        let mut repo = repo.unwrap();
+        assert_eq!(repo.id(), &[9; 32]);
+        repo.put(&[1; 32], b"x".to_vec()).unwrap();
+        repo.commit(CommitOptions::default()).unwrap();
+        repo.check(false, 5).unwrap();
+        repo.scan(Some(10), None).unwrap();
+        repo.close().unwrap();
+        let requests = received.lock().unwrap().clone();
+        let open = args_of(&requests, "open");
+        let expect_open = Value::map([
+            ("path", Value::str("/repo")),
+            ("create", Value::Bool(false)),
+            ("lock_wait", Value::Int(1)),
+            ("lock", Value::Bool(true)),
+            ("exclusive", Value::Bool(false)),
+            ("append_only", Value::Bool(false)),
+            ("make_parent_dirs", Value::Bool(false)),
+        ]);
+        assert_eq!(
+            crate::msgpack::encode(&open),
+            crate::msgpack::encode(&expect_open)
+        );
+        let put = args_of(&requests, "put");
+        assert!(put.get("wait").is_none(), "async puts send no wait key");
+        let commit = args_of(&requests, "commit");
+        for key in ["save_space", "compact", "threshold", "cleanup_commits"] {
+            assert!(commit.get(key).is_some(), "commit lacks {key}");
+        }
+        assert_eq!(commit.get("threshold"), Some(&Value::Float(0.1)));
+        assert_eq!(
+            args_of(&requests, "check").get("max_duration"),
+            Some(&Value::Int(5))
+        );
+    }
+
+    #[test]
+    fn version_gates_like_borgs_api_decorator() {
+        // 1.1.0: no max_duration, but scan and make_parent_dirs exist.
+        let (repo, _) = open_scripted(&[1, 1, 0, -1], &OpenOptions::default());
+        let mut repo = repo.unwrap();
+        assert!(repo.check(false, 0).unwrap(), "max_duration=0 is allowed");
+        assert!(matches!(
+            repo.check(false, 10),
+            Err(RepositoryError::ServerOutdated { .. })
+        ));
+        assert!(repo.scan(None, None).is_ok());
+        // 1.1.0b2: no scan; 1.1.8: no make_parent_dirs.
+        let (repo, _) = open_scripted(&[1, 1, 0, -3, 2], &OpenOptions::default());
+        assert!(matches!(
+            repo.unwrap().scan(None, None),
+            Err(RepositoryError::ServerOutdated { .. })
+        ));
+        let options = OpenOptions {
+            make_parent_dirs: true,
+            ..Default::default()
+        };
+        let (repo, received) = open_scripted(&[1, 1, 8, -1], &options);
+        assert!(matches!(repo, Err(RepositoryError::ServerOutdated { .. })));
+        assert_eq!(received.lock().unwrap().len(), 1, "open was never sent");
+    }
 
     #[test]
     fn lock_wait_goes_as_int_when_whole() {

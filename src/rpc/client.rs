@@ -485,3 +485,164 @@ fn pump_stdout(mut stdout: Box<dyn Read + Send>, events: Sender<Event>) {
     }
     let _ = events.send(Event::Eof);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::scripted::{error_reply, negotiate_reply, reply, ScriptedTransport};
+    use super::*;
+    use std::sync::Arc;
+
+    fn method(request: &Value) -> String {
+        request
+            .get("m")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_default()
+    }
+
+    /// A server of `version` that answers negotiate and then hands requests to `rest`.
+    fn server(
+        version: &'static [i64],
+        mut rest: impl FnMut(&Value) -> Option<Vec<Vec<u8>>> + Send + 'static,
+    ) -> ScriptedTransport {
+        ScriptedTransport::start(Box::new(move |request| match request {
+            Value::Array(items) => Some(vec![negotiate_reply(&items[1], version)]),
+            _ => rest(request),
+        }))
+    }
+
+    #[test]
+    fn negotiate_is_borgs_tuple_then_dict_requests() {
+        let transport = server(&[1, 2, 4, -1], |r| Some(vec![reply(r, Value::Int(7))]));
+        let received = Arc::clone(&transport.received);
+        let mut client = RpcClient::connect(Box::new(transport), ClientOptions::default()).unwrap();
+        assert_eq!(client.server_version().0, vec![1, 2, 4, -1]);
+        assert_eq!(client.call("__len__", vec![]).unwrap(), Value::Int(7));
+        client.close().unwrap();
+        let received = received.lock().unwrap();
+        assert_eq!(
+            msgpack::encode(&received[0]),
+            encode_negotiate(1, &[1, 4, 5, -1])
+        );
+        assert_eq!(received[1].get("i"), Some(&Value::Int(2)));
+        assert_eq!(received[1].get("a"), Some(&Value::Map(vec![])));
+    }
+
+    #[test]
+    fn eof_during_negotiate_carries_the_hint() {
+        let transport = ScriptedTransport::start(Box::new(|_| None));
+        match RpcClient::connect(Box::new(transport), ClientOptions::default()) {
+            Err(RepositoryError::ConnectionClosed { hint: Some(h) }) => {
+                assert_eq!(h, NEGOTIATE_HINT)
+            }
+            other => panic!("{:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn old_servers_are_refused_before_sending() {
+        let transport = server(&[1, 0, 13, -1], |r| Some(vec![reply(r, Value::Nil)]));
+        let received = Arc::clone(&transport.received);
+        let client = RpcClient::connect(Box::new(transport), ClientOptions::default()).unwrap();
+        match client.require_version("scan", super::super::version::SCAN_SINCE) {
+            Err(RepositoryError::ServerOutdated { method, required }) => {
+                assert_eq!((method.as_str(), required.as_str()), ("scan", "1.1.0b3"))
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(client);
+        assert_eq!(received.lock().unwrap().len(), 1, "only negotiate was sent");
+    }
+
+    #[test]
+    fn responses_are_matched_by_msgid_not_order() {
+        // The server answers every three gets in reverse order.
+        let mut held: Vec<Value> = Vec::new();
+        let transport = server(&[1, 4, 5, -1], move |r| {
+            held.push(r.clone());
+            if held.len() < 3 {
+                return Some(vec![]);
+            }
+            Some(
+                held.drain(..)
+                    .rev()
+                    .map(|r| {
+                        let id = r.get("a").and_then(|a| a.get("id")).cloned().unwrap();
+                        reply(&r, id)
+                    })
+                    .collect(),
+            )
+        });
+        let options = ClientOptions {
+            window: 3,
+            ..Default::default()
+        };
+        let mut client = RpcClient::connect(Box::new(transport), options).unwrap();
+        let ids: Vec<[u8; 32]> = (0..9u8).map(|i| [i; 32]).collect();
+        let mut got = Vec::new();
+        client
+            .get_many(&ids, &mut |i, data| {
+                got.push((i, data));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(got.len(), 9);
+        for (i, data) in got {
+            assert_eq!(data, vec![i as u8; 32]);
+        }
+    }
+
+    #[test]
+    fn async_errors_surface_later_and_on_flush() {
+        let transport = server(&[1, 4, 5, -1], |r| {
+            if method(r) == "delete" {
+                Some(vec![error_reply(
+                    r,
+                    "ObjectNotFound",
+                    vec![Value::str("00"), Value::str("/r")],
+                    "Object with key 00 not found in repository /r.",
+                )])
+            } else {
+                Some(vec![reply(r, Value::Nil)])
+            }
+        });
+        let mut client = RpcClient::connect(Box::new(transport), ClientOptions::default()).unwrap();
+        client
+            .call_async("delete", vec![("id", Value::bytes(&[0; 32]))])
+            .unwrap();
+        client
+            .call_async("put", vec![("id", Value::bytes(&[1; 32]))])
+            .unwrap();
+        match client.flush() {
+            Err(RepositoryError::ObjectNotFound { id, path }) => {
+                assert_eq!((id.as_str(), path.as_str()), ("00", "/r"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(client.flush().is_ok(), "an error is reported once");
+        // Answers that arrived before are reported by take_async_error without blocking.
+        client
+            .call_async("delete", vec![("id", Value::bytes(&[0; 32]))])
+            .unwrap();
+        client.call("__len__", vec![]).unwrap();
+        assert!(matches!(
+            client.take_async_error(),
+            Some(RepositoryError::ObjectNotFound { .. })
+        ));
+        assert!(client.take_async_error().is_none());
+    }
+
+    #[test]
+    fn garbage_from_the_server_is_unexpected_data() {
+        let transport = server(&[1, 4, 5, -1], |_| Some(vec![vec![0xc1, 0, 0]]));
+        let mut client = RpcClient::connect(Box::new(transport), ClientOptions::default()).unwrap();
+        assert!(matches!(
+            client.call("__len__", vec![]),
+            Err(RepositoryError::UnexpectedRpcData(_))
+        ));
+        assert!(matches!(
+            client.call("__len__", vec![]),
+            Err(RepositoryError::ConnectionClosed { .. })
+        ));
+    }
+}

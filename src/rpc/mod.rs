@@ -9,6 +9,9 @@ pub mod message;
 pub mod stderr;
 pub mod version;
 
+#[cfg(test)]
+pub(crate) mod scripted;
+
 pub use client::{ClientOptions, RpcClient};
 pub use message::{decode_response, fuzz_response, RemoteException, Response};
 pub use stderr::{ProgressCallback, RemoteProgress};

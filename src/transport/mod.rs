@@ -13,6 +13,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -322,6 +323,22 @@ pub fn child_env(base: &[(OsString, OsString)], borg_version: &str) -> Vec<(OsSt
         .collect();
     env.push(("BORG_VERSION".into(), borg_version.into()));
     env
+}
+
+/// A close-on-exec OS pipe as (read end, write end). (`std::io::pipe` is newer than our MSRV.)
+pub(crate) fn os_pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two new descriptors into the array we pass.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    })
 }
 
 #[cfg(test)]

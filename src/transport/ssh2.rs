@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ssh2::{Channel, CheckResult, KnownHostFileKind, Session};
 
-use super::{ServerExit, ServerStreams, SshSettings, Transport, TransportError};
+use super::{os_pipe, ServerExit, ServerStreams, SshSettings, Transport, TransportError};
 use crate::location::Location;
 
 /// A `borg serve` reached through an in-process libssh2 session.
@@ -268,17 +268,6 @@ fn authenticate(
             tried.join(", ")
         },
     })
-}
-
-/// A close-on-exec OS pipe as (read end, write end). (`std::io::pipe` is newer than our MSRV.)
-fn os_pipe() -> std::io::Result<(File, File)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two new descriptors into the array we pass.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
 }
 
 fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {

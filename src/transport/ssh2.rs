@@ -71,6 +71,7 @@ impl Ssh2Transport {
             source,
         })?;
         session.set_tcp_stream(session_socket);
+        prefer_known_key_types(&session, &host, port, settings);
         session
             .handshake()
             .map_err(|e| ssh_err(format!("handshake failed: {}", e.message())))?;
@@ -195,6 +196,69 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Tr
         }
     }
     Err(connect_err(last))
+}
+
+/// Key types listed for the host in an OpenSSH known_hosts text: plain `host` on port 22,
+/// `[host]:port` otherwise. Hashed names and wildcard patterns are not matched here (the check
+/// itself, by libssh2, still sees them).
+fn known_key_types(text: &str, host: &str, port: u16) -> Vec<String> {
+    let name = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    let mut types = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(hosts) = fields.next() else { continue };
+        if hosts.starts_with('#') || hosts.starts_with('@') {
+            continue;
+        }
+        let Some(key_type) = fields.next() else {
+            continue;
+        };
+        if hosts.split(',').any(|h| h == name) && !types.iter().any(|t| t == key_type) {
+            types.push(key_type.to_string());
+        }
+    }
+    types
+}
+
+/// Asks the server for a host key of a type the known_hosts file has for it. libssh2 otherwise
+/// picks its own favourite type and then finds "a different key" where the file simply lists
+/// another type, which would refuse a perfectly known host.
+fn prefer_known_key_types(session: &Session, host: &str, port: u16, settings: &SshSettings) {
+    let Some(text) = settings
+        .known_hosts
+        .as_deref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+    else {
+        return;
+    };
+    let supported = session
+        .supported_algs(ssh2::MethodType::HostKey)
+        .unwrap_or_default();
+    let mut methods: Vec<&str> = Vec::new();
+    for key_type in known_key_types(&text, host, port) {
+        // An RSA key can be used with the SHA-2 signature methods too.
+        let candidates: Vec<&str> = if key_type == "ssh-rsa" {
+            vec!["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+        } else {
+            vec![key_type.as_str()]
+        };
+        for method in candidates {
+            if let Some(m) = supported.iter().find(|s| **s == method) {
+                if !methods.contains(m) {
+                    methods.push(m);
+                }
+            }
+        }
+    }
+    if !methods.is_empty() {
+        if let Err(e) = session.method_pref(ssh2::MethodType::HostKey, &methods.join(",")) {
+            log::debug!("cannot set host key preference {methods:?}: {e}");
+        }
+    }
 }
 
 fn check_host_key(
@@ -427,5 +491,29 @@ impl Pump {
         unsafe {
             libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_types_for_the_host_and_port() {
+        let text = "\
+# comment
+[127.0.0.1]:2222 ssh-ed25519 AAAA
+127.0.0.1 ssh-rsa BBBB
+other,[127.0.0.1]:2222 ecdsa-sha2-nistp256 CCCC
+@revoked [127.0.0.1]:2222 ssh-rsa DDDD
+|1|hashed= ssh-rsa EEEE
+[127.0.0.1]:2222 ssh-ed25519 FFFF
+";
+        assert_eq!(
+            known_key_types(text, "127.0.0.1", 2222),
+            ["ssh-ed25519", "ecdsa-sha2-nistp256"]
+        );
+        assert_eq!(known_key_types(text, "127.0.0.1", 22), ["ssh-rsa"]);
+        assert!(known_key_types(text, "elsewhere", 22).is_empty());
     }
 }

@@ -234,7 +234,8 @@ pub fn wait_for_path(path: &Path, timeout: Duration) {
 }
 
 /// A throwaway OpenSSH server on a free loopback port, for root, with its own host key,
-/// an authorised client key and a second, unauthorised client key. Killed on drop.
+/// an authorised client key and a second, unauthorised client key. It offers an ed25519
+/// and an ECDSA host key; its known_hosts file lists only the ECDSA one. Killed on drop.
 pub struct Sshd {
     child: Child,
     /// The port it listens on (127.0.0.1 only).
@@ -253,9 +254,9 @@ pub struct Sshd {
     pub wrong_known_hosts: PathBuf,
 }
 
-fn keygen(path: &Path) {
+fn keygen(path: &Path, key_type: &str) {
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .args(["-q", "-t", key_type, "-N", "", "-f"])
         .arg(path)
         .stdin(Stdio::null())
         .status()
@@ -293,9 +294,14 @@ impl Sshd {
         let host_key = d.join("host_ed25519");
         let client_key = d.join("client_ed25519");
         let stranger_key = d.join("stranger_ed25519");
-        keygen(&host_key);
-        keygen(&client_key);
-        keygen(&stranger_key);
+        // Two host key types, of which known_hosts lists only the ECDSA one: a client must ask
+        // for the type it knows (OpenSSH does; rborg's libssh2 transport must too, as libssh2
+        // would otherwise take the ed25519 key and call it a mismatch).
+        let ecdsa_host_key = d.join("host_ecdsa");
+        keygen(&host_key, "ed25519");
+        keygen(&ecdsa_host_key, "ecdsa");
+        keygen(&client_key, "ed25519");
+        keygen(&stranger_key, "ed25519");
         fs::write(d.join("authorized_keys"), public_key(&client_key) + "\n").expect("keys");
 
         for attempt in 0..5 {
@@ -304,12 +310,14 @@ impl Sshd {
             fs::write(
                 &config,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\n\
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {ek}\nHostKey {hk}\n\
+                     PidFile {d}/sshd.pid\n\
                      AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin yes\nStrictModes no\n\
                      PubkeyAuthentication yes\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nUsePAM no\nLogLevel ERROR\n\
                      MaxStartups 100\nMaxSessions 100\n",
                     hk = host_key.display(),
+                    ek = ecdsa_host_key.display(),
                     d = d.display()
                 ),
             )
@@ -327,7 +335,7 @@ impl Sshd {
                 let known_hosts = d.join("known_hosts");
                 fs::write(
                     &known_hosts,
-                    format!("[127.0.0.1]:{port} {}\n", public_key(&host_key)),
+                    format!("[127.0.0.1]:{port} {}\n", public_key(&ecdsa_host_key)),
                 )
                 .expect("known_hosts");
                 let wrong_known_hosts = d.join("wrong_known_hosts");

@@ -12,6 +12,7 @@ use common::{
     Sshd,
 };
 use rborg::location::Location;
+use rborg::msgpack::{self, Value};
 use rborg::repository::remote::RemoteRepository;
 use rborg::repository::{
     CommitOptions, ObjectId, OpenOptions, Repository, RepositoryError, MANIFEST_ID,
@@ -632,4 +633,215 @@ fn borg12_server_killed_mid_transfer() {
 #[test]
 fn borg14_server_killed_mid_transfer() {
     killed_server(borg14());
+}
+
+/// Splits a recorded request stream into its messages (raw bytes and decoded).
+fn split_messages(bytes: &[u8]) -> Vec<(Vec<u8>, Value)> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (value, used) = msgpack::decode_prefix(rest).expect("recorded request decodes");
+        out.push((rest[..used].to_vec(), value));
+        rest = &rest[used..];
+    }
+    out
+}
+
+fn arg<'a>(request: &'a Value, name: &str) -> &'a Value {
+    request
+        .get("a")
+        .and_then(|a| a.get(name))
+        .unwrap_or_else(|| panic!("request lacks argument {name}: {request:?}"))
+}
+
+fn id_arg(request: &Value, name: &str) -> ObjectId {
+    arg(request, name)
+        .as_bytes()
+        .expect("raw id")
+        .try_into()
+        .expect("32 bytes")
+}
+
+/// Re-runs a session recorded from the real borg client through rborg's RemoteRepository,
+/// method by method, with rborg's requests recorded by the same shim.
+fn replay_session(world: &World, shim: &Path, recorded: &[(Vec<u8>, Value)], record_to: &Path) {
+    let negotiate = &recorded[0].1;
+    let client_version: Vec<i64> = negotiate.as_array().expect("tuple")[3]
+        .as_array()
+        .expect("args")[0]
+        .get("client_version")
+        .and_then(Value::as_array)
+        .expect("client_version")
+        .iter()
+        .map(|v| v.as_i64().expect("int"))
+        .collect();
+    let open = &recorded[1].1;
+    assert_eq!(open.get("m").and_then(Value::as_str), Some("open"));
+    let options = OpenOptions {
+        create: arg(open, "create").as_bool().expect("bool"),
+        lock: arg(open, "lock").as_bool().expect("bool"),
+        exclusive: arg(open, "exclusive").as_bool().expect("bool"),
+        lock_wait: arg(open, "lock_wait").as_f64(),
+        append_only: arg(open, "append_only").as_bool().expect("bool"),
+        make_parent_dirs: arg(open, "make_parent_dirs").as_bool().expect("bool"),
+    };
+    let path = arg(open, "path").as_str().expect("path").to_string();
+    let mut env = world.scratch.borg_env();
+    env.push(("PATH".into(), std::env::var_os("PATH").unwrap_or_default()));
+    env.push(("RBORG_REC".into(), record_to.into()));
+    let transport = PipeTransport::spawn(
+        vec![
+            shim.to_str().expect("utf-8").into(),
+            "fakehost".into(),
+            world.peer.borg.to_str().expect("utf-8").into(),
+            "serve".into(),
+        ],
+        &env,
+        "1.4.5",
+    )
+    .expect("start shim");
+    let client = ClientOptions {
+        client_version,
+        ..Default::default()
+    };
+    let mut repo =
+        RemoteRepository::open(Box::new(transport), &path, &options, client).expect("open");
+    for (_, request) in &recorded[2..] {
+        let method = request.get("m").and_then(Value::as_str).expect("method");
+        match method {
+            "save_key" => repo
+                .save_key(arg(request, "keydata").as_bytes().expect("raw"))
+                .expect("save_key"),
+            "load_key" => drop(repo.load_key().expect("load_key")),
+            "get_free_nonce" => drop(repo.get_free_nonce().expect("get_free_nonce")),
+            "commit_nonce_reservation" => repo
+                .commit_nonce_reservation(
+                    arg(request, "next_unreserved").as_u64().expect("int"),
+                    arg(request, "start_nonce").as_u64(),
+                )
+                .expect("commit_nonce_reservation"),
+            "put" => {
+                let data = arg(request, "data").as_bytes().expect("raw").to_vec();
+                repo.put(&id_arg(request, "id"), data).expect("put");
+                repo.flush().expect("put");
+            }
+            "get" => drop(repo.get(&id_arg(request, "id")).expect("get")),
+            "commit" => repo
+                .commit(CommitOptions {
+                    compact: arg(request, "compact").as_bool().expect("bool"),
+                    threshold: arg(request, "threshold").as_f64().expect("float"),
+                    cleanup_commits: arg(request, "cleanup_commits").as_bool().expect("bool"),
+                })
+                .expect("commit"),
+            "check" => {
+                assert_eq!(arg(request, "save_space"), &Value::Bool(false));
+                let ok = repo
+                    .check(
+                        arg(request, "repair").as_bool().expect("bool"),
+                        arg(request, "max_duration").as_u64().expect("int"),
+                    )
+                    .expect("check");
+                assert!(ok);
+            }
+            "__len__" => drop(repo.object_count().expect("__len__")),
+            "list" => drop(
+                repo.list(
+                    arg(request, "limit").as_u64().map(|l| l as u32),
+                    arg(request, "marker")
+                        .as_bytes()
+                        .map(|m| m.try_into().expect("32 bytes")),
+                )
+                .expect("list"),
+            ),
+            "rollback" => repo.rollback().expect("rollback"),
+            other => panic!("the replay does not know {other}; teach it"),
+        }
+    }
+    repo.close().expect("close");
+}
+
+/// Records what the real borg client sends for `borg init`, `borg check --repository-only`
+/// and `borg list`, replays the same sessions through rborg, and compares the request bytes.
+/// The only difference allowed is borg's synchronous manifest `put`, which carries
+/// `"wait": true` where rborg's asynchronous put sends no `wait`.
+fn requests_match_borg_client(peer: Peer) {
+    let world = World::new(peer, false);
+    let shim = world.scratch.path("record-shim.sh");
+    std::fs::write(
+        &shim,
+        "#!/bin/sh\n# Called as ssh would be: HOST COMMAND...; records stdin, runs COMMAND.\nshift\ntee -a \"$RBORG_REC\" | \"$@\"\n",
+    )
+    .expect("shim");
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let repo_path = world.scratch.path("repo");
+    let location = format!("ssh://fakehost{}", repo_path.display());
+    let borg_path = world.peer.borg.to_str().expect("utf-8").to_string();
+    let sessions: [&[&str]; 3] = [
+        &["init", "-e", "repokey"],
+        &["check", "--repository-only"],
+        &["list"],
+    ];
+    let mut recorded = Vec::new();
+    for (i, args) in sessions.iter().enumerate() {
+        let rec = world.scratch.path(&format!("borg-{i}.rec"));
+        let out = std::process::Command::new(&world.peer.borg)
+            .args(*args)
+            .arg(&location)
+            .args([
+                "--rsh",
+                shim.to_str().expect("utf-8"),
+                "--remote-path",
+                &borg_path,
+            ])
+            .envs(world.scratch.borg_env())
+            .env("RBORG_REC", &rec)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run borg");
+        assert!(
+            out.status.success(),
+            "borg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        recorded.push(split_messages(&std::fs::read(&rec).expect("recording")));
+    }
+    std::fs::remove_dir_all(&repo_path).expect("remove repo");
+
+    let mut compared = 0;
+    for (i, session) in recorded.iter().enumerate() {
+        let rec = world.scratch.path(&format!("rborg-{i}.rec"));
+        replay_session(&world, &shim, session, &rec);
+        let ours = split_messages(&std::fs::read(&rec).expect("recording"));
+        assert_eq!(ours.len(), session.len(), "session {i}: number of requests");
+        for ((borg_bytes, borg_req), (our_bytes, _)) in session.iter().zip(&ours) {
+            let wait = borg_req.get("a").and_then(|a| a.get("wait")).is_some();
+            if wait {
+                continue;
+            }
+            assert!(
+                borg_bytes == our_bytes,
+                "borg {} session {i}: request differs\nborg:  {borg_req:?}\nrborg: {:?}",
+                world.peer.name,
+                msgpack::decode(our_bytes)
+            );
+            compared += 1;
+        }
+    }
+    eprintln!(
+        "borg {}: {compared} requests byte-identical to the borg client's",
+        world.peer.name
+    );
+    assert!(compared >= 10, "only {compared} requests compared");
+    borg_check_repository(&world.peer, &world.scratch, &repo_path);
+}
+
+#[test]
+fn borg12_requests_match_borg_client() {
+    requests_match_borg_client(borg12());
+}
+
+#[test]
+fn borg14_requests_match_borg_client() {
+    requests_match_borg_client(borg14());
 }

@@ -8,14 +8,45 @@
 use crate::msgpack::{self, Value};
 use crate::repository::RepositoryError;
 
-/// One request in dict format, encoded with raw strings only (never msgpack bin: a 1.2 server
-/// aborts on it).
+/// One request in dict format, byte for byte as borg's client packs it: the envelope keys in
+/// the order `i`, `m`, `a` and the arguments in the order given (borg packs plain dicts in
+/// insertion order, not sorted; its stubs list arguments in signature order). Values go through
+/// [`msgpack::encode_into`], so strings are raw, never bin (a 1.2 server aborts on bin).
 pub fn encode_request(msgid: u64, method: &str, args: Vec<(&str, Value)>) -> Vec<u8> {
-    msgpack::encode(&Value::map([
-        ("i", Value::Int(msgid.into())),
-        ("m", Value::str(method)),
-        ("a", Value::map(args)),
-    ]))
+    let mut out = Vec::with_capacity(
+        32 + args
+            .iter()
+            .map(|(_, v)| match v {
+                Value::Raw(b) => b.len() + 16,
+                _ => 16,
+            })
+            .sum::<usize>(),
+    );
+    out.push(0x83);
+    msgpack::encode_into(&Value::str("i"), &mut out);
+    msgpack::encode_into(&Value::Int(msgid.into()), &mut out);
+    msgpack::encode_into(&Value::str("m"), &mut out);
+    msgpack::encode_into(&Value::str(method), &mut out);
+    msgpack::encode_into(&Value::str("a"), &mut out);
+    map_header(args.len(), &mut out);
+    for (name, value) in &args {
+        msgpack::encode_into(&Value::str(name), &mut out);
+        msgpack::encode_into(value, &mut out);
+    }
+    out
+}
+
+/// A msgpack map header (fixmap, then map16, then map32).
+fn map_header(len: usize, out: &mut Vec<u8>) {
+    if len < 16 {
+        out.push(0x80 | len as u8);
+    } else if let Ok(n) = u16::try_from(len) {
+        out.push(0xde);
+        out.extend_from_slice(&n.to_be_bytes());
+    } else {
+        out.push(0xdf);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    }
 }
 
 /// The first request of every session, in the legacy tuple format exactly as borg's
@@ -263,11 +294,21 @@ mod tests {
     fn request_uses_raw_strings_never_bin() {
         let id = [7u8; 32];
         let bytes = encode_request(5, "get", vec![("id", Value::bytes(&id))]);
-        // {"a": {"id": raw16(32 bytes)}, "i": 5, "m": "get"} with sorted keys.
-        let mut want = vec![0x83, 0xa1, b'a', 0x81, 0xa2, b'i', b'd', 0xda, 0x00, 0x20];
+        // {"i": 5, "m": "get", "a": {"id": raw16(32 bytes)}} in borg's order.
+        let mut want = vec![0x83, 0xa1, b'i', 0x05, 0xa1, b'm', 0xa3, b'g', b'e', b't'];
+        want.extend_from_slice(&[0xa1, b'a', 0x81, 0xa2, b'i', b'd', 0xda, 0x00, 0x20]);
         want.extend_from_slice(&id);
-        want.extend_from_slice(&[0xa1, b'i', 0x05, 0xa1, b'm', 0xa3, b'g', b'e', b't']);
         assert_eq!(bytes, want);
+        // Arguments keep their order, the one borg's stubs send them in.
+        let bytes = encode_request(1, "x", vec![("b", Value::Nil), ("a", Value::Nil)]);
+        assert_eq!(
+            &bytes[bytes.len() - 7..],
+            &[0x82, 0xa1, b'b', 0xc0, 0xa1, b'a', 0xc0][..]
+        );
+        assert_eq!(
+            msgpack::decode(&bytes).unwrap().get("a"),
+            Some(&Value::map([("b", Value::Nil), ("a", Value::Nil)]))
+        );
     }
 
     #[test]

@@ -722,8 +722,13 @@ fn replay_session(world: &World, shim: &Path, recorded: &[(Vec<u8>, Value)], rec
                 .expect("commit_nonce_reservation"),
             "put" => {
                 let data = arg(request, "data").as_bytes().expect("raw").to_vec();
-                repo.put(&id_arg(request, "id"), data).expect("put");
-                repo.flush().expect("put");
+                if request.get("a").and_then(|a| a.get("wait")).is_some() {
+                    repo.put_and_wait(&id_arg(request, "id"), data)
+                        .expect("put");
+                } else {
+                    repo.put(&id_arg(request, "id"), data).expect("put");
+                    repo.flush().expect("put");
+                }
             }
             "get" => drop(repo.get(&id_arg(request, "id")).expect("get")),
             "commit" => repo
@@ -762,8 +767,6 @@ fn replay_session(world: &World, shim: &Path, recorded: &[(Vec<u8>, Value)], rec
 
 /// Records what the real borg client sends for `borg init`, `borg check --repository-only`
 /// and `borg list`, replays the same sessions through rborg, and compares the request bytes.
-/// The only difference allowed is borg's synchronous manifest `put`, which carries
-/// `"wait": true` where rborg's asynchronous put sends no `wait`.
 fn requests_match_borg_client(peer: Peer) {
     let world = World::new(peer, false);
     let shim = world.scratch.path("record-shim.sh");
@@ -815,10 +818,6 @@ fn requests_match_borg_client(peer: Peer) {
         let ours = split_messages(&std::fs::read(&rec).expect("recording"));
         assert_eq!(ours.len(), session.len(), "session {i}: number of requests");
         for ((borg_bytes, borg_req), (our_bytes, _)) in session.iter().zip(&ours) {
-            let wait = borg_req.get("a").and_then(|a| a.get("wait")).is_some();
-            if wait {
-                continue;
-            }
             assert!(
                 borg_bytes == our_bytes,
                 "borg {} session {i}: request differs\nborg:  {borg_req:?}\nrborg: {:?}",

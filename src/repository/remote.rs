@@ -150,6 +150,20 @@ impl RemoteRepository {
         self.client.close()
     }
 
+    /// Stores an object and waits for the answer, as borg's client does for the manifest
+    /// (`put(id, data)` with `wait` left at its default, so `"wait": true` goes on the wire).
+    pub fn put_and_wait(&mut self, id: &ObjectId, data: Vec<u8>) -> Result<(), RepositoryError> {
+        self.async_error()?;
+        self.nil(
+            "put",
+            vec![
+                ("id", id_value(id)),
+                ("data", Value::Raw(data)),
+                ("wait", Value::Bool(true)),
+            ],
+        )
+    }
+
     fn async_error(&mut self) -> Result<(), RepositoryError> {
         match self.client.take_async_error() {
             Some(e) => Err(e),

@@ -410,9 +410,18 @@ impl RpcClient {
         self.join_readers();
     }
 
+    /// Joins the reader threads once their streams end. A grandchild that inherited the
+    /// server's stderr (an ssh ControlMaster, say) can keep a pipe open long after the server
+    /// is gone, so after a short grace period the threads are left to finish on their own.
     fn join_readers(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
         for handle in self.readers.drain(..) {
-            let _ = handle.join();
+            while !handle.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     borg12, borg14, borg_check_repository, borg_init, wait_for_path, BorgProcess, Peer, Scratch,
-    Sshd,
+    SshAgent, Sshd,
 };
 use rborg::location::Location;
 use rborg::msgpack::{self, Value};
@@ -60,7 +60,7 @@ impl World {
             borg_version: "1.4.5".into(),
             known_hosts: Some(sshd.known_hosts.clone()),
             identity_file: Some(sshd.client_key.clone()),
-            use_agent: false,
+            agent_socket: None,
             default_user: Some("root".into()),
             connect_timeout: Some(Duration::from_secs(10)),
             ..Default::default()
@@ -549,6 +549,46 @@ fn error_cases(peer: Peer) {
 
     // The repository survived all of it.
     borg_check_repository(&world.peer, &world.scratch, &path);
+}
+
+/// libssh2 authenticates with a key held by an ssh agent (no key file), and falls back to the
+/// key file when the agent's key is refused.
+#[test]
+fn libssh2_agent_authentication() {
+    let world = World::new(borg14(), true);
+    let path = world.init("repo");
+    let sshd = world.sshd();
+    let agent = SshAgent::start_with_key(&sshd.client_key);
+    let socket = agent.socket.clone();
+    let mut repo = world
+        .open_with(
+            Via::Ssh2,
+            &path,
+            "agent",
+            "",
+            |s| {
+                s.identity_file = None;
+                s.agent_socket = Some(socket);
+            },
+            &OpenOptions::default(),
+        )
+        .expect("open with the agent's key");
+    assert_eq!(repo.object_count().expect("__len__"), 1);
+    repo.close().expect("close");
+
+    let stranger_agent = SshAgent::start_with_key(&sshd.stranger_key);
+    let socket = stranger_agent.socket.clone();
+    let mut repo = world
+        .open_with(
+            Via::Ssh2,
+            &path,
+            "agent",
+            "",
+            |s| s.agent_socket = Some(socket),
+            &OpenOptions::default(),
+        )
+        .expect("open with the key file after the agent's key was refused");
+    repo.close().expect("close");
 }
 
 #[test]

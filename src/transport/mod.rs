@@ -230,8 +230,9 @@ pub struct SshSettings {
     pub known_hosts: Option<PathBuf>,
     /// For the libssh2 transport: a private key file to authenticate with.
     pub identity_file: Option<PathBuf>,
-    /// For the libssh2 transport: try the ssh agent (`$SSH_AUTH_SOCK`) first.
-    pub use_agent: bool,
+    /// For the libssh2 transport: the ssh agent's socket (the caller reads `$SSH_AUTH_SOCK`);
+    /// its keys are tried first. Without it no agent is asked.
+    pub agent_socket: Option<PathBuf>,
     /// For the libssh2 transport: the user when the location names none.
     pub default_user: Option<String>,
     /// For the libssh2 transport: how long to wait for the TCP connection and handshake.

@@ -39,7 +39,8 @@ struct PumpShared {
 
 impl Ssh2Transport {
     /// Connects to the location's host and port (default 22), checks the host key against
-    /// `settings.known_hosts`, authenticates (agent, then `settings.identity_file`), and runs
+    /// `settings.known_hosts`, authenticates (the agent at `settings.agent_socket`, then
+    /// `settings.identity_file`), and runs
     /// `REMOTE_PATH serve OPTS…` there.
     pub fn connect(
         location: &Location,
@@ -311,9 +312,9 @@ fn authenticate(
     settings: &SshSettings,
 ) -> Result<(), TransportError> {
     let mut tried = Vec::new();
-    if settings.use_agent {
-        tried.push("agent".to_string());
-        if session.userauth_agent(user).is_ok() && session.authenticated() {
+    if let Some(socket) = settings.agent_socket.as_deref() {
+        tried.push(format!("agent at {}", socket.display()));
+        if agent_auth(session, user, socket) {
             return Ok(());
         }
     }
@@ -332,6 +333,32 @@ fn authenticate(
             tried.join(", ")
         },
     })
+}
+
+/// Tries every key the agent at `socket` holds. (libssh2's own `userauth_agent` would find the
+/// agent through the environment; the socket comes from the settings instead.)
+fn agent_auth(session: &Session, user: &str, socket: &Path) -> bool {
+    let attempt = || -> Result<bool, ssh2::Error> {
+        let mut agent = session.agent()?;
+        agent.set_identity_path(socket)?;
+        agent.connect()?;
+        agent.list_identities()?;
+        for identity in agent.identities()? {
+            if agent.userauth(user, &identity).is_ok() && session.authenticated() {
+                let _ = agent.disconnect();
+                return Ok(true);
+            }
+        }
+        let _ = agent.disconnect();
+        Ok(false)
+    };
+    match attempt() {
+        Ok(done) => done,
+        Err(e) => {
+            log::debug!("ssh agent at {}: {e}", socket.display());
+            false
+        }
+    }
 }
 
 fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {

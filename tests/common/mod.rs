@@ -414,3 +414,53 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// A throwaway `ssh-agent` holding one key, on a socket in its own temp dir. Killed on drop.
+pub struct SshAgent {
+    child: Child,
+    /// The agent's socket (what `SSH_AUTH_SOCK` would be).
+    pub socket: PathBuf,
+    _dir: TempDir,
+}
+
+impl SshAgent {
+    /// Starts an agent in the foreground (`ssh-agent -D -a SOCKET`) and adds `key` to it.
+    pub fn start_with_key(key: &Path) -> SshAgent {
+        let dir = tempfile::Builder::new()
+            .prefix("rborg-agent-")
+            .tempdir()
+            .expect("temp dir");
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ssh-agent");
+        let agent = SshAgent {
+            child,
+            socket,
+            _dir: dir,
+        };
+        wait_for_path(&agent.socket, Duration::from_secs(10));
+        let status = Command::new("ssh-add")
+            .arg("-q")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .stdin(Stdio::null())
+            .status()
+            .expect("ssh-add");
+        assert!(status.success(), "ssh-add {} failed", key.display());
+        agent
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

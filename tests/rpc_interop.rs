@@ -662,7 +662,55 @@ fn killed_server(peer: Peer) {
         let _ = repo.close();
         assert!(t.elapsed() < Duration::from_secs(15));
     }
+
+    // Killed while asynchronous puts stream in: a later put or the flush fails, promptly.
+    for via in [Via::Ssh, Via::Ssh2, Via::Pipe] {
+        let name = format!("kill-put-{via:?}");
+        let mut repo = world
+            .open_with(via, &path, &name, "", |_| {}, &exclusive())
+            .expect("open");
+        let pid = world.scratch.serve_pid(&name);
+        let t = Instant::now();
+        let mut rng = Rng(11);
+        let mut failure = None;
+        for i in 0..200 {
+            if i == 5 {
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            if let Err(e) = repo.put(&rng.id(), rng.bytes(256 * 1024)) {
+                failure = Some(e);
+                break;
+            }
+        }
+        let failure = failure.or_else(|| repo.flush().err());
+        match failure {
+            Some(RepositoryError::ConnectionClosed { .. }) => {}
+            other => panic!(
+                "borg {} via {via:?}: expected ConnectionClosed from put/flush, got {other:?}",
+                world.peer.name
+            ),
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "took {:?}",
+            t.elapsed()
+        );
+        let _ = repo.close();
+    }
     borg_check_repository(&world.peer, &world.scratch, &path);
+    // Everything committed is still there (stale locks of the killed servers are cleared).
+    let mut repo = world.open(Via::Pipe, &path, &OpenOptions::default());
+    let mut n = 0;
+    repo.get_many(&ids, &mut |i, data| {
+        assert!(data == objs[i].1);
+        n += 1;
+        Ok(())
+    })
+    .expect("get_many after the kills");
+    assert_eq!(n, ids.len());
+    repo.close().expect("close");
 }
 
 #[test]

@@ -34,6 +34,8 @@ struct World {
     sshd: Option<Sshd>,
     /// Progress records from every server this test talked to.
     progress: Arc<Mutex<Vec<RemoteProgress>>>,
+    /// The client's window of requests in flight.
+    window: std::cell::Cell<usize>,
 }
 
 impl World {
@@ -43,6 +45,7 @@ impl World {
             scratch: Scratch::new(),
             sshd: with_sshd.then(Sshd::start),
             progress: Arc::default(),
+            window: std::cell::Cell::new(rborg::rpc::client::DEFAULT_WINDOW),
         }
     }
 
@@ -91,6 +94,7 @@ impl World {
                 let client = ClientOptions {
                     location: repo.display().to_string(),
                     progress: Some(progress),
+                    window: self.window.get(),
                     ..Default::default()
                 };
                 RemoteRepository::open(
@@ -116,6 +120,7 @@ impl World {
                     options,
                     ClientOptions {
                         progress: Some(progress),
+                        window: self.window.get(),
                         ..Default::default()
                     },
                 )
@@ -620,6 +625,9 @@ fn killed_server(peer: Peer) {
     repo.close().expect("close");
     let ids: Vec<ObjectId> = objs.iter().map(|(id, _)| *id).collect();
 
+    // A small window: the server can never be more than 8 objects ahead, so the kill always
+    // lands with gets in flight and most objects still to come.
+    world.window.set(8);
     for via in [Via::Ssh, Via::Ssh2, Via::Pipe] {
         let name = format!("kill-{via:?}");
         let mut repo = world

@@ -18,7 +18,7 @@ use rborg::repository::{
     CommitOptions, ObjectId, OpenOptions, Repository, RepositoryError, MANIFEST_ID,
 };
 use rborg::rpc::{ClientOptions, ProgressCallback, RemoteProgress};
-use rborg::transport::{PipeTransport, SshKind, SshSettings};
+use rborg::transport::{PipeTransport, ServeLogLevel, SshKind, SshSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Via {
@@ -36,6 +36,8 @@ struct World {
     progress: Arc<Mutex<Vec<RemoteProgress>>>,
     /// The client's window of requests in flight.
     window: std::cell::Cell<usize>,
+    /// Run `borg serve --debug`, so stderr carries a stream of log records.
+    debug_serve: std::cell::Cell<bool>,
 }
 
 impl World {
@@ -46,6 +48,7 @@ impl World {
             sshd: with_sshd.then(Sshd::start),
             progress: Arc::default(),
             window: std::cell::Cell::new(rborg::rpc::client::DEFAULT_WINDOW),
+            debug_serve: std::cell::Cell::new(false),
         }
     }
 
@@ -89,7 +92,11 @@ impl World {
         match via {
             Via::Pipe => {
                 let env: Vec<_> = std::env::vars_os().collect();
-                let transport = PipeTransport::spawn(vec![wrapper, "serve".into()], &env, "1.4.5")
+                let mut argv = vec![wrapper, "serve".to_string()];
+                if self.debug_serve.get() {
+                    argv.push("--debug".into());
+                }
+                let transport = PipeTransport::spawn(argv, &env, "1.4.5")
                     .map_err(|e| RepositoryError::Transport(e.to_string()))?;
                 let client = ClientOptions {
                     location: repo.display().to_string(),
@@ -107,6 +114,9 @@ impl World {
             Via::Ssh | Via::Ssh2 => {
                 let location = Location::parse(&self.sshd().url(repo), None).expect("location");
                 let mut settings = self.ssh_settings(&wrapper);
+                if self.debug_serve.get() {
+                    settings.serve.log_level = ServeLogLevel::Debug;
+                }
                 settings_hook(&mut settings);
                 let kind = if via == Via::Ssh {
                     SshKind::Process
@@ -228,6 +238,8 @@ fn assert_not_found(result: Result<Vec<u8>, RepositoryError>, id: &ObjectId) {
 fn data_roundtrip(peer: Peer, via: Via) {
     let started = Instant::now();
     let world = World::new(peer, via != Via::Pipe);
+    // A chatty server: debug records stream on stderr while data streams on stdout.
+    world.debug_serve.set(true);
     let path = world.init("repo");
     let objs = objects(0x5eed ^ (via as u64), 300);
     let total_bytes: usize = objs.iter().map(|(_, d)| d.len()).sum();

@@ -23,7 +23,7 @@ impl ChildProcess {
     ) -> Result<ChildProcess, TransportError> {
         let program = argv.first().cloned().unwrap_or_default();
         let mut cmd = Command::new(&program);
-        cmd.args(&argv[1..])
+        cmd.args(argv.get(1..).unwrap_or_default())
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())

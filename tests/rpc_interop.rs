@@ -437,6 +437,26 @@ fn error_cases(peer: Peer) {
         "{name}: {e:?}"
     );
 
+    // The largest object borg stores goes through in one message each way; one byte more is
+    // an IntegrityError, reported when the asynchronous put is flushed.
+    const MAX_DATA_SIZE: usize = 20_971_479;
+    let mut repo = world.open(Via::Pipe, &path, &exclusive());
+    let big = Rng(3).bytes(MAX_DATA_SIZE);
+    let big_id = Rng(4).id();
+    repo.put(&big_id, big.clone()).expect("put");
+    repo.flush().expect("the largest object is accepted");
+    assert!(repo.get(&big_id).expect("get") == big);
+    repo.put(&Rng(5).id(), vec![0; MAX_DATA_SIZE + 1])
+        .expect("queued");
+    match repo.flush() {
+        Err(RepositoryError::IntegrityError(m)) => {
+            assert!(m.contains("More than allowed put data"), "{m}")
+        }
+        other => panic!("{name}: expected IntegrityError, got {other:?}"),
+    }
+    repo.rollback().expect("rollback");
+    repo.close().expect("close");
+
     // --restrict-to-path refuses a repository outside the allowed tree.
     let allowed = world.scratch.path("allowed");
     std::fs::create_dir(&allowed).expect("mkdir");

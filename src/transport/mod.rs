@@ -240,6 +240,45 @@ pub struct SshSettings {
 }
 
 impl SshSettings {
+    /// Settings as borg derives them, looked up in `env` (the client's environment, read once
+    /// by the caller): `rsh` (`--rsh`) else `$BORG_RSH`, `remote_path` (`--remote-path`) else
+    /// `$BORG_REMOTE_PATH`. For libssh2: the agent at `$SSH_AUTH_SOCK`, `~/.ssh/known_hosts`,
+    /// the first of `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` that exists, and `$USER` (else
+    /// `$LOGNAME`) as the default user.
+    pub fn from_env(
+        env: Vec<(OsString, OsString)>,
+        rsh: Option<String>,
+        remote_path: Option<String>,
+        borg_version: &str,
+    ) -> SshSettings {
+        let var = |name: &str| {
+            env.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let text = |name: &str| var(name).and_then(|v| v.into_string().ok());
+        let ssh_dir = var("HOME").map(|home| PathBuf::from(home).join(".ssh"));
+        let identity_file = ssh_dir.as_ref().and_then(|dir| {
+            ["id_ed25519", "id_ecdsa", "id_rsa"]
+                .iter()
+                .map(|name| dir.join(name))
+                .find(|path| path.is_file())
+        });
+        SshSettings {
+            rsh: rsh.or_else(|| text("BORG_RSH")),
+            remote_path: remote_path.or_else(|| text("BORG_REMOTE_PATH")),
+            serve: ServeOptions::default(),
+            known_hosts: ssh_dir.map(|dir| dir.join("known_hosts")),
+            identity_file,
+            agent_socket: var("SSH_AUTH_SOCK").map(PathBuf::from),
+            default_user: text("USER").or_else(|| text("LOGNAME")),
+            connect_timeout: None,
+            borg_version: borg_version.to_string(),
+            env,
+        }
+    }
+
     /// The remote command words: `REMOTE_PATH serve OPTS…`. REMOTE_PATH stays one word, as in
     /// borg; ssh joins all words with spaces, so it may hold options of its own.
     pub fn remote_command(&self) -> Vec<String> {
@@ -383,6 +422,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.remote_command(), ["borg --umask 022", "serve"]);
+    }
+
+    #[test]
+    fn settings_from_env() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".ssh")).unwrap();
+        std::fs::write(home.path().join(".ssh/id_ecdsa"), "key").unwrap();
+        let env: Vec<(OsString, OsString)> = vec![
+            ("HOME".into(), home.path().into()),
+            ("BORG_RSH".into(), "ssh -v".into()),
+            ("BORG_REMOTE_PATH".into(), "/opt/borg".into()),
+            ("SSH_AUTH_SOCK".into(), "/run/agent".into()),
+            ("LOGNAME".into(), "alice".into()),
+        ];
+        let s = SshSettings::from_env(env.clone(), None, None, "1.4.5");
+        assert_eq!(s.rsh.as_deref(), Some("ssh -v"));
+        assert_eq!(s.remote_path.as_deref(), Some("/opt/borg"));
+        assert_eq!(s.identity_file, Some(home.path().join(".ssh/id_ecdsa")));
+        assert_eq!(s.known_hosts, Some(home.path().join(".ssh/known_hosts")));
+        assert_eq!(s.agent_socket, Some(PathBuf::from("/run/agent")));
+        assert_eq!(s.default_user.as_deref(), Some("alice"));
+        let s = SshSettings::from_env(env, Some("myssh".into()), Some("b".into()), "1.4.5");
+        assert_eq!(
+            (s.rsh.as_deref(), s.remote_path.as_deref()),
+            (Some("myssh"), Some("b"))
+        );
     }
 
     #[test]

@@ -339,6 +339,8 @@ fn data_roundtrip(peer: Peer, via: Via) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    // A time-limited (partial) check is allowed by both servers' versions.
+    assert!(repo.check(false, 60).expect("partial check"));
 
     // Keys and nonces.
     assert_eq!(repo.load_key().expect("load_key"), b"");
@@ -626,6 +628,30 @@ fn libssh2_agent_authentication() {
         )
         .expect("open with the key file after the agent's key was refused");
     repo.close().expect("close");
+}
+
+/// An IPv6 location (`ssh://root@[::1]:PORT/path`) works over both ssh transports: the
+/// brackets are stripped for ssh and libssh2, and the host key is found as `[::1]:PORT`.
+#[test]
+fn ipv6_location_over_ssh_and_libssh2() {
+    let world = World::new(borg12(), true);
+    let path = world.init("repo");
+    let location = Location::parse(&world.sshd().url_ipv6(&path), None).expect("location");
+    assert_eq!(location.host(), Some("::1"));
+    let wrapper = world.scratch.serve_wrapper(&world.peer, "v6", "");
+    let settings = world.ssh_settings(wrapper.to_str().expect("utf-8"));
+    for kind in [SshKind::Process, SshKind::Libssh2] {
+        let mut repo = RemoteRepository::connect(
+            &location,
+            &settings,
+            kind,
+            &OpenOptions::default(),
+            ClientOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{kind:?} to [::1]: {e}"));
+        assert_eq!(repo.object_count().expect("__len__"), 1);
+        repo.close().expect("close");
+    }
 }
 
 #[test]

@@ -233,7 +233,7 @@ pub fn wait_for_path(path: &Path, timeout: Duration) {
     }
 }
 
-/// A throwaway OpenSSH server on a free loopback port, for root, with its own host key,
+/// A throwaway OpenSSH server on a free loopback port (127.0.0.1 and ::1), for root, with its own host key,
 /// an authorised client key and a second, unauthorised client key. It offers an ed25519
 /// and an ECDSA host key; its known_hosts file lists only the ECDSA one. Killed on drop.
 pub struct Sshd {
@@ -310,7 +310,7 @@ impl Sshd {
             fs::write(
                 &config,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {ek}\nHostKey {hk}\n\
+                    "Port {port}\nListenAddress 127.0.0.1\nListenAddress [::1]\nHostKey {ek}\nHostKey {hk}\n\
                      PidFile {d}/sshd.pid\n\
                      AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin yes\nStrictModes no\n\
                      PubkeyAuthentication yes\nPasswordAuthentication no\n\
@@ -335,7 +335,10 @@ impl Sshd {
                 let known_hosts = d.join("known_hosts");
                 fs::write(
                     &known_hosts,
-                    format!("[127.0.0.1]:{port} {}\n", public_key(&ecdsa_host_key)),
+                    format!(
+                        "[127.0.0.1]:{port} {key}\n[::1]:{port} {key}\n",
+                        key = public_key(&ecdsa_host_key)
+                    ),
                 )
                 .expect("known_hosts");
                 let wrong_known_hosts = d.join("wrong_known_hosts");
@@ -387,6 +390,12 @@ impl Sshd {
     /// An `ssh://` location of `path` on this server.
     pub fn url(&self, path: &Path) -> String {
         format!("ssh://root@127.0.0.1:{}{}", self.port, path.display())
+    }
+
+    /// The same location through the IPv6 loopback, `ssh://root@[::1]:PORT/path` (sshd also
+    /// listens there; known_hosts lists `[::1]:PORT` too).
+    pub fn url_ipv6(&self, path: &Path) -> String {
+        format!("ssh://root@[::1]:{}{}", self.port, path.display())
     }
 }
 

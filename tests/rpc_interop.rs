@@ -269,6 +269,13 @@ fn data_roundtrip(peer: Peer, via: Via) {
     .expect("get_many");
     let get_time = t.elapsed();
     assert_eq!(seen, objs.len());
+    let stats = repo.client().stats();
+    assert!(
+        stats.max_gets_in_flight > 8,
+        "get_many must pipeline: {stats:?}"
+    );
+    assert!(stats.bytes_received as usize > total_bytes);
+    eprintln!("borg {} via {via:?}: {stats:?}", world.peer.name);
     eprintln!(
         "borg {} via {via:?}: put+commit {} objects / {} MiB in {:?}, get_many in {:?} ({:.1} MiB/s)",
         world.peer.name,

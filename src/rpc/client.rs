@@ -9,6 +9,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,6 +26,9 @@ use crate::transport::{ServerExit, Transport};
 /// borg's `MAX_INFLIGHT`: how many requests one call keeps unanswered.
 pub const DEFAULT_WINDOW: usize = 100;
 
+/// Gets in flight before `get_many` has seen an object to estimate sizes from.
+const INITIAL_GET_WINDOW: usize = 8;
+
 /// The largest message either side may send (borg's unpacker `max_buffer_size`, 60 MiB).
 pub const MAX_MESSAGE_SIZE: usize = 60 * 1024 * 1024;
 
@@ -36,6 +41,10 @@ pub struct ClientOptions {
     pub client_version: Vec<i64>,
     /// Requests kept in flight by `get_many` and by runs of asynchronous calls.
     pub window: usize,
+    /// `get_many` sends fewer requests at once when the objects are large: it keeps about this
+    /// many bytes of answers in flight (estimated from the objects received so far), so a
+    /// window of 20 MiB objects cannot fill memory. At least two gets stay in flight.
+    pub max_bytes_in_flight: usize,
     /// Receives the server's progress records, if the caller shows progress.
     pub progress: Option<ProgressCallback>,
     /// How long [`RpcClient::close`] waits for the server to end before killing it.
@@ -49,11 +58,25 @@ impl Default for ClientOptions {
         ClientOptions {
             client_version: vec![1, 4, 5, -1],
             window: DEFAULT_WINDOW,
+            max_bytes_in_flight: 64 * 1024 * 1024,
             progress: None,
             close_timeout: Duration::from_secs(10),
             location: String::new(),
         }
     }
+}
+
+/// Traffic counters of a session (borg logs the same at the end of a session).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Requests sent, negotiate included.
+    pub messages_sent: u64,
+    /// Bytes written to the server.
+    pub bytes_sent: u64,
+    /// Bytes read from the server's stdout.
+    pub bytes_received: u64,
+    /// The most `get`s `get_many` had in flight at once.
+    pub max_gets_in_flight: usize,
 }
 
 /// What the reader threads report.
@@ -79,8 +102,13 @@ pub struct RpcClient {
     closed: bool,
     server_version: ServerVersion,
     window: usize,
+    max_bytes_in_flight: usize,
     close_timeout: Duration,
     location: String,
+    stats: ClientStats,
+    bytes_received: Arc<AtomicU64>,
+    /// Total size and number of objects `get_many` received, for its window estimate.
+    object_sizes: (u64, u64),
 }
 
 impl RpcClient {
@@ -98,11 +126,13 @@ impl RpcClient {
         let (tx, rx) = unbounded();
         let mut readers = Vec::new();
         let stdout = streams.stdout;
+        let bytes_received = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&bytes_received);
         let spawn_err = |e| RepositoryError::io("starting an RPC reader thread", e);
         readers.push(
             std::thread::Builder::new()
                 .name("rborg-rpc-stdout".into())
-                .spawn(move || pump_stdout(stdout, tx))
+                .spawn(move || pump_stdout(stdout, tx, counter))
                 .map_err(spawn_err)?,
         );
         let stderr = streams.stderr;
@@ -126,8 +156,12 @@ impl RpcClient {
             closed: false,
             server_version: ServerVersion::fallback(),
             window: options.window.max(1),
+            max_bytes_in_flight: options.max_bytes_in_flight,
             close_timeout: options.close_timeout,
             location: options.location,
+            stats: ClientStats::default(),
+            bytes_received,
+            object_sizes: (0, 0),
         };
         match client.negotiate(&options.client_version) {
             Ok(()) => Ok(client),
@@ -202,7 +236,11 @@ impl RpcClient {
         };
         // The reader threads drain stdout and stderr, so a blocking write cannot deadlock.
         match stdin.write_all(bytes).and_then(|()| stdin.flush()) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.stats.messages_sent += 1;
+                self.stats.bytes_sent += bytes.len() as u64;
+                Ok(())
+            }
             Err(e) => {
                 self.closed = true;
                 log::debug!("writing to borg serve failed: {e}");
@@ -342,7 +380,18 @@ impl RpcClient {
         let mut next = 0;
         let mut result = Ok(());
         for index in 0..ids.len() {
-            while next < ids.len() && in_flight.len() < self.window {
+            // The objects so far tell how big the next ones probably are; until one arrived,
+            // start small.
+            let limit = match self.object_sizes.0.checked_div(self.object_sizes.1) {
+                Some(average) if average > 0 => {
+                    usize::try_from(self.max_bytes_in_flight as u64 / average)
+                        .unwrap_or(usize::MAX)
+                        .clamp(2, self.window.max(2))
+                }
+                _ => INITIAL_GET_WINDOW,
+            }
+            .min(self.window);
+            while next < ids.len() && in_flight.len() < limit {
                 match self.send("get", vec![("id", Value::bytes(&ids[next]))]) {
                     Ok(msgid) => in_flight.push_back(msgid),
                     Err(e) => {
@@ -352,6 +401,7 @@ impl RpcClient {
                 }
                 next += 1;
             }
+            self.stats.max_gets_in_flight = self.stats.max_gets_in_flight.max(in_flight.len());
             if result.is_err() {
                 break;
             }
@@ -359,7 +409,11 @@ impl RpcClient {
                 break;
             };
             let step = self.wait_for(msgid).and_then(|value| match value {
-                Value::Raw(data) => sink(index, data),
+                Value::Raw(data) => {
+                    self.object_sizes.0 += data.len() as u64;
+                    self.object_sizes.1 += 1;
+                    sink(index, data)
+                }
                 other => Err(RepositoryError::UnexpectedRpcData(format!(
                     "get returned {other:?}"
                 ))),
@@ -382,6 +436,13 @@ impl RpcClient {
     /// up to the close timeout, then kills it. Returns how the server ended.
     pub fn close(&mut self) -> Result<ServerExit, RepositoryError> {
         self.stdin = None;
+        let stats = self.stats();
+        log::debug!(
+            "RemoteRepository: {} bytes sent, {} bytes received, {} messages sent",
+            stats.bytes_sent,
+            stats.bytes_received,
+            stats.messages_sent
+        );
         let exit = self
             .transport
             .wait_timeout(self.close_timeout)
@@ -425,6 +486,14 @@ impl RpcClient {
         }
     }
 
+    /// Traffic counters so far.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            ..self.stats
+        }
+    }
+
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -445,7 +514,7 @@ impl Drop for RpcClient {
 }
 
 /// Reads the server's stdout, splits it into msgpack messages and passes them on, until EOF.
-fn pump_stdout(mut stdout: Box<dyn Read + Send>, events: Sender<Event>) {
+fn pump_stdout(mut stdout: Box<dyn Read + Send>, events: Sender<Event>, received: Arc<AtomicU64>) {
     let mut buffer: Vec<u8> = Vec::new();
     let mut start = 0;
     let mut chunk = vec![0u8; 1024 * 1024];
@@ -459,6 +528,7 @@ fn pump_stdout(mut stdout: Box<dyn Read + Send>, events: Sender<Event>) {
                 break;
             }
         };
+        received.fetch_add(n as u64, Ordering::Relaxed);
         buffer.extend_from_slice(&chunk[..n]);
         loop {
             match msgpack::decode_prefix(&buffer[start..]) {
@@ -599,6 +669,36 @@ mod tests {
         for (i, data) in got {
             assert_eq!(data, vec![i as u8; 32]);
         }
+    }
+
+    #[test]
+    fn large_objects_shrink_the_get_window() {
+        let transport = server(&[1, 4, 5, -1], |r| {
+            Some(vec![reply(r, Value::Raw(vec![7; 1024 * 1024]))])
+        });
+        let options = ClientOptions {
+            max_bytes_in_flight: 4 * 1024 * 1024,
+            ..Default::default()
+        };
+        let mut client = RpcClient::connect(Box::new(transport), options).unwrap();
+        let ids = vec![[1u8; 32]; 50];
+        let mut n = 0;
+        client.get_many(&ids[..1], &mut |_, _| Ok(())).unwrap();
+        assert_eq!(client.stats().max_gets_in_flight, 1);
+        // Now objects are known to be 1 MiB: 4 MiB allow 4 in flight.
+        client
+            .get_many(&ids, &mut |_, data| {
+                assert_eq!(data.len(), 1024 * 1024);
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(n, 50);
+        assert_eq!(client.stats().max_gets_in_flight, 4);
+        client.close().unwrap();
+        let stats = client.stats();
+        assert_eq!(stats.messages_sent, 52);
+        assert!(stats.bytes_received > 51 * 1024 * 1024);
     }
 
     #[test]

@@ -58,19 +58,7 @@ impl World {
 
     /// Settings for the ssh transports, with `remote_path` as `--remote-path`.
     fn ssh_settings(&self, remote_path: &str) -> SshSettings {
-        let sshd = self.sshd();
-        SshSettings {
-            rsh: Some(sshd.rsh()),
-            remote_path: Some(remote_path.to_string()),
-            env: std::env::vars_os().collect(),
-            borg_version: "1.4.5".into(),
-            known_hosts: Some(sshd.known_hosts.clone()),
-            identity_file: Some(sshd.client_key.clone()),
-            agent_socket: None,
-            default_user: Some("root".into()),
-            connect_timeout: Some(Duration::from_secs(10)),
-            ..Default::default()
-        }
+        self.sshd().settings(remote_path)
     }
 
     /// Opens `repo` through `via`, with `borg serve` run by a wrapper named `name` (extra
@@ -774,7 +762,8 @@ fn killed_server(peer: Peer) {
     }
     borg_check_repository(&world.peer, &world.scratch, &path);
     // Everything committed is still there (stale locks of the killed servers are cleared).
-    let mut repo = world.open(Via::Pipe, &path, &OpenOptions::default());
+    let mut repo = common::open_pipe(&world.peer, &world.scratch, &path, &OpenOptions::default())
+        .expect("open through the rig's open_pipe");
     let mut n = 0;
     repo.get_many(&ids, &mut |i, data| {
         assert!(data == objs[i].1);

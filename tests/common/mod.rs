@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use rborg::repository::remote::RemoteRepository;
+use rborg::repository::{OpenOptions, RepositoryError};
+use rborg::rpc::ClientOptions;
+use rborg::transport::{PipeTransport, SshSettings};
 use tempfile::TempDir;
 
 /// A real borg to test against.
@@ -126,6 +130,31 @@ impl Scratch {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Opens `repo` through rborg's `RemoteRepository` over a pipe to `peer`'s `borg serve` (run
+/// by the scratch's serve wrapper `serve`), the quickest way to talk RPC to a real borg.
+pub fn open_pipe(
+    peer: &Peer,
+    scratch: &Scratch,
+    repo: &Path,
+    options: &OpenOptions,
+) -> Result<RemoteRepository, RepositoryError> {
+    let wrapper = scratch.serve_wrapper(peer, "serve", "");
+    let argv = vec![wrapper.to_string_lossy().into_owned(), "serve".to_string()];
+    let env: Vec<_> = std::env::vars_os().collect();
+    let transport = PipeTransport::spawn(argv, &env, "1.4.5")
+        .map_err(|e| RepositoryError::Transport(e.to_string()))?;
+    let client = ClientOptions {
+        location: repo.display().to_string(),
+        ..Default::default()
+    };
+    RemoteRepository::open(
+        Box::new(transport),
+        &repo.to_string_lossy(),
+        options,
+        client,
+    )
 }
 
 /// Runs `peer`'s borg with `args` in the scratch environment and returns its output.
@@ -385,6 +414,24 @@ impl Sshd {
     /// The ssh command with the authorised client key.
     pub fn rsh(&self) -> String {
         self.rsh_with_key(&self.client_key)
+    }
+
+    /// Settings for rborg's ssh transports to this server: the `rsh()` command for the system
+    /// ssh; known_hosts, the client key and user root for libssh2; `remote_path` as
+    /// `--remote-path` (e.g. a `Scratch::serve_wrapper`).
+    pub fn settings(&self, remote_path: &str) -> SshSettings {
+        SshSettings {
+            rsh: Some(self.rsh()),
+            remote_path: Some(remote_path.to_string()),
+            env: std::env::vars_os().collect(),
+            borg_version: "1.4.5".into(),
+            known_hosts: Some(self.known_hosts.clone()),
+            identity_file: Some(self.client_key.clone()),
+            agent_socket: None,
+            default_user: Some("root".into()),
+            connect_timeout: Some(Duration::from_secs(10)),
+            ..Default::default()
+        }
     }
 
     /// An `ssh://` location of `path` on this server.

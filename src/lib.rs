@@ -9,11 +9,14 @@
 pub mod archive;
 pub mod cache;
 pub mod fs;
+pub mod location;
 pub mod msgpack;
 pub mod ops;
 pub mod patterns;
 pub mod placeholders;
 pub mod prune;
 pub mod repository;
+pub mod rpc;
 pub mod serve;
 pub mod settings;
+pub mod transport;

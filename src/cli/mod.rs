@@ -1,0 +1,106 @@
+//! The command line. It parses arguments, builds the settings, calls one library operation per
+//! command, prints what it returns, and maps errors to borg's exit codes. No backup logic lives
+//! here.
+
+mod common;
+mod error;
+mod exit;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use rborg::settings::Environment;
+
+pub use common::CommonOptions;
+pub use error::CliError;
+pub use exit::Outcome;
+
+/// rborg: a fast, pure-Rust client for BorgBackup 1.x repositories.
+#[derive(Debug, Parser)]
+#[command(name = "rborg", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    common: CommonOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check or write a configuration file for `rborg run`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file; errors name the line.
+    Validate {
+        /// The configuration file.
+        #[arg(short = 'c', long = "config", value_name = "FILE", default_value = "/etc/rborg/config.yaml")]
+        config: std::path::PathBuf,
+    },
+    /// Print a commented sample configuration.
+    Generate,
+}
+
+/// What every command gets besides its own arguments.
+pub struct Context {
+    /// The common options.
+    pub common: CommonOptions,
+    /// The environment, read once.
+    pub env: Environment,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = Environment::from_process();
+    logging::init(cli.common.log_level(), cli.common.log_json);
+    let modern = env.get("BORG_EXIT_CODES") == Some("modern");
+    if cli.common.show_version {
+        log::info!("rborg version {}", env!("CARGO_PKG_VERSION"));
+    }
+    let show_rc = cli.common.show_rc;
+    let ctx = Context {
+        common: cli.common,
+        env,
+    };
+    let outcome = match run(&ctx, cli.command) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            log::error!("{}", e.message);
+            e.outcome
+        }
+    };
+    let code = outcome.code(modern);
+    if show_rc {
+        let line = format!(
+            "terminating with {} status, rc {code}",
+            outcome.status_word()
+        );
+        match outcome {
+            Outcome::Success => log::info!("{line}"),
+            Outcome::Warning(_) => log::warn!("{line}"),
+            Outcome::Error(_) => log::error!("{line}"),
+        }
+    }
+    ExitCode::from(code)
+}
+
+fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
+    match command {
+        Command::Config(ConfigCommand::Validate { config }) => {
+            rborg::ops::config::validate(&config)?;
+            println!("{}: valid", config.display());
+            Ok(Outcome::Success)
+        }
+        Command::Config(ConfigCommand::Generate) => {
+            let _ = ctx;
+            print!("{}", rborg::ops::config::generate_sample());
+            Ok(Outcome::Success)
+        }
+    }
+}

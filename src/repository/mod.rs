@@ -6,6 +6,7 @@
 //! local repository in borg's on-disk format.
 
 mod error;
+pub mod local;
 
 pub use error::RepositoryError;
 

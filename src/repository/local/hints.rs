@@ -5,7 +5,7 @@
 //! bytes}, storage_quota_use: int, shadow_index: {id: [seg, ...]}}`. Version 1 (borg 1.0) has
 //! `compact` as a plain list of segments whose byte counts must be rebuilt.
 
-use std::collections::{BTreeMap, HashMap};
+use super::ordered::OrderedMap;
 
 use crate::msgpack::{self, Value};
 use crate::repository::ObjectId;
@@ -28,13 +28,13 @@ pub enum HintsError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hints {
     /// Live PUT count per segment.
-    pub segments: BTreeMap<u64, i64>,
+    pub segments: OrderedMap<u64, i64>,
     /// Freeable bytes per segment.
-    pub compact: BTreeMap<u64, u64>,
+    pub compact: OrderedMap<u64, u64>,
     /// Bytes counted against the storage quota.
     pub storage_quota_use: u64,
     /// Segments still holding older PUTs of deleted or overwritten ids.
-    pub shadow_index: HashMap<ObjectId, Vec<u64>>,
+    pub shadow_index: OrderedMap<ObjectId, Vec<u64>>,
     /// For version 1 hints: the segments whose freeable bytes must be rebuilt by scanning.
     pub v1_compact: Option<Vec<u64>>,
 }
@@ -130,29 +130,27 @@ impl Hints {
         let segments = Value::Map(
             self.segments
                 .iter()
-                .map(|(s, n)| (Value::Int(*s as i128), Value::Int(*n as i128)))
+                .map(|(s, n)| (Value::Int(s as i128), Value::Int(*n as i128)))
                 .collect(),
         );
         let compact = Value::Map(
             self.compact
                 .iter()
-                .map(|(s, n)| (Value::Int(*s as i128), Value::Int(*n as i128)))
+                .map(|(s, n)| (Value::Int(s as i128), Value::Int(*n as i128)))
                 .collect(),
         );
-        let mut shadow: Vec<(&ObjectId, &Vec<u64>)> = self.shadow_index.iter().collect();
-        shadow.sort();
         let shadow_index = Value::Map(
-            shadow
-                .into_iter()
+            self.shadow_index
+                .iter()
                 .map(|(k, segs)| {
                     (
-                        Value::bytes(k),
+                        Value::bytes(&k),
                         Value::Array(segs.iter().map(|s| Value::Int(*s as i128)).collect()),
                     )
                 })
                 .collect(),
         );
-        msgpack::encode(&Value::map([
+        encode_in_order(&[
             ("version", Value::Int(2)),
             ("segments", segments),
             ("compact", compact),
@@ -161,7 +159,50 @@ impl Hints {
                 Value::Int(self.storage_quota_use as i128),
             ),
             ("shadow_index", shadow_index),
-        ]))
+        ])
+    }
+}
+
+/// Encodes a map with text keys, keeping the order of `pairs` and of every nested map. Borg
+/// packs these files from plain dicts (not `StableDict`), so keys appear in insertion order.
+pub fn encode_in_order(pairs: &[(&str, Value)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    container_header(pairs.len(), 0x80, 0xde, &mut out);
+    for (k, v) in pairs {
+        msgpack::encode_into(&Value::str(k), &mut out);
+        encode_unsorted(v, &mut out);
+    }
+    out
+}
+
+fn container_header(n: usize, fix: u8, tag16: u8, out: &mut Vec<u8>) {
+    if n < 16 {
+        out.push(fix | n as u8);
+    } else if n < 0x1_0000 {
+        out.push(tag16);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(tag16 + 1);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+}
+
+fn encode_unsorted(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Map(pairs) => {
+            container_header(pairs.len(), 0x80, 0xde, out);
+            for (k, v) in pairs {
+                encode_unsorted(k, out);
+                encode_unsorted(v, out);
+            }
+        }
+        Value::Array(items) => {
+            container_header(items.len(), 0x90, 0xdc, out);
+            for item in items {
+                encode_unsorted(item, out);
+            }
+        }
+        other => msgpack::encode_into(other, out),
     }
 }
 
@@ -177,8 +218,21 @@ mod tests {
         h.compact.insert(1, 9);
         h.storage_quota_use = 522;
         let bytes = h.encode();
+        assert_eq!(&bytes[..9], b"\x85\xa7version");
         // 70 bytes, like the hints.1 of a fresh `borg init` with a 481-byte manifest.
         assert_eq!(bytes.len(), 70);
+        assert_eq!(Hints::decode(&bytes).unwrap(), h);
+    }
+
+    #[test]
+    fn shadow_index_keeps_insertion_order() {
+        let mut h = Hints::default();
+        h.shadow_index.insert([9; 32], vec![]);
+        h.shadow_index.insert([1; 32], vec![70000]);
+        let bytes = h.encode();
+        let at9 = bytes.windows(32).position(|w| w == [9; 32]).unwrap();
+        let at1 = bytes.windows(32).position(|w| w == [1; 32]).unwrap();
+        assert!(at9 < at1);
         assert_eq!(Hints::decode(&bytes).unwrap(), h);
     }
 

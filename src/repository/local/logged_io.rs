@@ -19,6 +19,9 @@ use crate::repository::{ObjectId, RepositoryError, MANIFEST_ID};
 /// Read file handles kept open at most (borg's LRU holds 90).
 const FD_CACHE: usize = 64;
 
+/// The entries of a segment with the data of each PUT when asked for.
+pub type SegmentEntries = Vec<(Entry, Option<Vec<u8>>)>;
+
 /// A write did not fit and the caller asked to be told instead of rolling over
 /// (`LoggedIO.SegmentFull`).
 #[derive(Debug)]
@@ -315,7 +318,7 @@ impl LoggedIo {
         n: u64,
         offset: u64,
         want_data: bool,
-    ) -> (Vec<(Entry, Option<Vec<u8>>)>, Option<RepositoryError>) {
+    ) -> (SegmentEntries, Option<RepositoryError>) {
         let mut out = Vec::new();
         if n == self.segment && self.write_fd.is_some() {
             if let Err(e) = self.flush_write() {

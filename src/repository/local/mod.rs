@@ -19,9 +19,9 @@ pub mod hints;
 pub mod integrity;
 pub mod lock;
 pub mod logged_io;
+pub mod ordered;
 pub mod segment;
 
-use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,7 @@ use self::hints::Hints;
 use self::integrity::{Expected, IntegrityFileError};
 use self::lock::Lock;
 use self::logged_io::{save_file, sync_dir, LoggedIo};
+use self::ordered::OrderedMap;
 use self::segment::{ATTIC_MAGIC, HEADER_SIZE, MAX_OBJECT_SIZE, PUT_HEADER_SIZE, TAG_COMMIT};
 use self::segment::{TAG_DELETE, TAG_PUT};
 use super::{CommitOptions, ObjectId, OpenOptions, Repository, RepositoryError};
@@ -127,10 +128,10 @@ pub struct LocalRepository {
     io: Option<LoggedIo>,
     index: Option<NsIndex>,
     active_txn: bool,
-    segments: BTreeMap<u64, i64>,
-    compact: BTreeMap<u64, u64>,
+    segments: OrderedMap<u64, i64>,
+    compact: OrderedMap<u64, u64>,
     storage_quota_use: u64,
-    shadow_index: HashMap<ObjectId, Vec<u64>>,
+    shadow_index: OrderedMap<ObjectId, Vec<u64>>,
     transaction_doomed: Option<(String, String)>,
     created: bool,
 }
@@ -305,10 +306,10 @@ impl LocalRepository {
             io: Some(io),
             index: None,
             active_txn: false,
-            segments: BTreeMap::new(),
-            compact: BTreeMap::new(),
+            segments: OrderedMap::default(),
+            compact: OrderedMap::default(),
             storage_quota_use: 0,
-            shadow_index: HashMap::new(),
+            shadow_index: OrderedMap::default(),
             transaction_doomed: None,
             created: false,
         })
@@ -663,12 +664,12 @@ impl LocalRepository {
                     let index = self.index.get_or_insert_with(NsIndex::default);
                     if let Some((s, _)) = index.get(&key) {
                         let s = s as u64;
-                        *self.compact.entry(s).or_default() += e.size as u64;
-                        *self.segments.entry(s).or_default() -= 1;
-                        self.shadow_index.entry(key).or_default().push(s);
+                        *self.compact.entry_or_default(s) += e.size as u64;
+                        *self.segments.entry_or_default(s) -= 1;
+                        self.shadow_index.entry_or_default(key).push(s);
                     }
                     index.insert(&key, seg as u32, e.offset as u32);
-                    *self.segments.entry(seg).or_default() += 1;
+                    *self.segments.entry_or_default(seg) += 1;
                     self.storage_quota_use += e.size as u64;
                 }
                 (TAG_DELETE, Some(key)) => {
@@ -676,10 +677,10 @@ impl LocalRepository {
                     if let Some((s, off)) = index.remove(&key) {
                         let s = s as u64;
                         if self.io()?.segment_exists(s) {
-                            *self.segments.entry(s).or_default() -= 1;
+                            *self.segments.entry_or_default(s) -= 1;
                             let (size, _) = self.io()?.read(s, off as u64, &key, false)?;
-                            *self.compact.entry(s).or_default() += size as u64;
-                            self.shadow_index.entry(key).or_default().push(s);
+                            *self.compact.entry_or_default(s) += size as u64;
+                            self.shadow_index.entry_or_default(key).push(s);
                         }
                     }
                 }
@@ -786,16 +787,16 @@ impl LocalRepository {
         seg: u64,
         offset: u64,
     ) -> Result<(), RepositoryError> {
-        self.shadow_index.entry(*id).or_default().push(seg);
-        *self.segments.entry(seg).or_default() -= 1;
+        self.shadow_index.entry_or_default(*id).push(seg);
+        *self.segments.entry_or_default(seg) -= 1;
         let (size, _) = self.io()?.read(seg, offset, id, false)?;
-        *self.compact.entry(seg).or_default() += size as u64;
+        *self.compact.entry_or_default(seg) += size as u64;
         let (new_seg, size) = match self.io()?.write_delete(id, false)? {
             Ok(r) => r,
             Err(_) => unreachable_full(),
         };
-        *self.compact.entry(new_seg).or_default() += size;
-        self.segments.entry(new_seg).or_default();
+        *self.compact.entry_or_default(new_seg) += size;
+        self.segments.entry_or_default(new_seg);
         Ok(())
     }
 
@@ -811,7 +812,7 @@ impl LocalRepository {
             let full_segment = self.max_segment_size + MAX_OBJECT_SIZE as u64;
             if self.compact.len() < 10 {
                 let mut working = 0u64;
-                let compact: Vec<(u64, u64)> = self.compact.iter().map(|(s, f)| (*s, *f)).collect();
+                let compact: Vec<(u64, u64)> = self.compact.iter().map(|(s, f)| (s, *f)).collect();
                 for (seg, free) in compact {
                     if let Ok(size) = self.io()?.segment_size(seg) {
                         working += size.saturating_sub(free);
@@ -853,7 +854,8 @@ impl LocalRepository {
         let quota_before = self.storage_quota_use;
         let index_tid = self.index_transaction_id();
         let mut unused: Vec<u64> = Vec::new();
-        let todo: Vec<(u64, u64)> = self.compact.iter().map(|(s, f)| (*s, *f)).collect();
+        let mut todo: Vec<(u64, u64)> = self.compact.iter().map(|(s, f)| (s, *f)).collect();
+        todo.sort_unstable();
         for (seg, freeable) in todo {
             if !self.io()?.segment_exists(seg) {
                 log::warn!("segment {seg} not found, but listed in compaction data");
@@ -866,7 +868,7 @@ impl LocalRepository {
             if ratio <= threshold {
                 continue;
             }
-            self.segments.entry(seg).or_default();
+            self.segments.entry_or_default(seg);
             let (entries, err) = self.io()?.iter_objects(seg, 0, true);
             if let Some(e) = err {
                 return Err(e);
@@ -893,8 +895,8 @@ impl LocalRepository {
                     if let Some(index) = self.index.as_mut() {
                         index.insert(&key, new_seg as u32, offset as u32);
                     }
-                    *self.segments.entry(new_seg).or_default() += 1;
-                    *self.segments.entry(seg).or_default() -= 1;
+                    *self.segments.entry_or_default(new_seg) += 1;
+                    *self.segments.entry_or_default(seg) -= 1;
                 } else if e.tag == TAG_PUT {
                     if let Some(list) = self.shadow_index.get_mut(&key) {
                         if let Some(p) = list.iter().position(|s| *s == seg) {
@@ -905,8 +907,8 @@ impl LocalRepository {
                 } else if e.tag == TAG_DELETE && in_index.is_none() {
                     let shadow = self.shadow_index.get(&key);
                     let shadowed_put_exists =
-                        shadow.is_none_or(|list| list.iter().any(|s| *s < seg));
-                    let not_stable = index_tid.is_none_or(|t| seg > t);
+                        shadow.map_or(true, |list| list.iter().any(|s| *s < seg));
+                    let not_stable = index_tid.map_or(true, |t| seg > t);
                     if shadowed_put_exists || not_stable {
                         let (new_seg, size) = match self.io()?.write_delete(&key, true)? {
                             Ok(r) => r,
@@ -918,8 +920,8 @@ impl LocalRepository {
                                 }
                             }
                         };
-                        *self.compact.entry(new_seg).or_default() += size;
-                        self.segments.entry(new_seg).or_default();
+                        *self.compact.entry_or_default(new_seg) += size;
+                        self.segments.entry_or_default(new_seg);
                     } else if shadow.is_some_and(|l| l.is_empty()) {
                         self.shadow_index.remove(&key);
                     }
@@ -950,8 +952,8 @@ impl LocalRepository {
         intermediate: bool,
     ) -> Result<(), RepositoryError> {
         let seg = self.io()?.write_commit(intermediate)?;
-        self.segments.entry(seg).or_default();
-        *self.compact.entry(seg).or_default() += HEADER_SIZE as u64;
+        self.segments.entry_or_default(seg);
+        *self.compact.entry_or_default(seg) += HEADER_SIZE as u64;
         for s in unused.drain(..) {
             let count = self.segments.remove(&s).unwrap_or(0);
             if count != 0 {
@@ -1156,7 +1158,7 @@ impl Repository for LocalRepository {
             Err(_) => unreachable_full(),
         };
         self.storage_quota_use += (data.len() + PUT_HEADER_SIZE) as u64;
-        *self.segments.entry(seg).or_default() += 1;
+        *self.segments.entry_or_default(seg) += 1;
         self.index
             .get_or_insert_with(NsIndex::default)
             .insert(id, seg as u32, offset as u32);
@@ -1197,8 +1199,8 @@ impl Repository for LocalRepository {
         self.begin_if_needed()?;
         self.check_free_space()?;
         let seg = self.io()?.write_commit(false)?;
-        self.segments.entry(seg).or_default();
-        *self.compact.entry(seg).or_default() += HEADER_SIZE as u64;
+        self.segments.entry_or_default(seg);
+        *self.compact.entry_or_default(seg) += HEADER_SIZE as u64;
         if options.compact && !self.append_only {
             if options.cleanup_commits {
                 let segs = self.io()?.segments();

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::segment::{
@@ -147,8 +147,8 @@ impl LoggedIo {
         if tail != COMMIT_ENTRY {
             return false;
         }
-        match fs::read(&path) {
-            Ok(bytes) => segment::is_committed(&bytes),
+        match File::open(&path) {
+            Ok(f) => segment::entries_end_committed(BufReader::with_capacity(1 << 20, f)),
             Err(_) => false,
         }
     }
@@ -326,28 +326,47 @@ impl LoggedIo {
             }
         }
         let path = self.segment_filename(n);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) => return (out, Some(io_err(format!("read {}", path.display()), e))),
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => return (out, Some(io_err(format!("open {}", path.display()), e))),
         };
-        let mut pos = offset as usize;
-        if offset == 0 {
-            if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-                return (out, Some(integrity(SegmentError::BadMagic { segment: n })));
+        if offset > 0 {
+            if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+                return (out, Some(io_err(format!("seek {}", path.display()), e)));
             }
-            pos = MAGIC.len();
         }
-        while pos < bytes.len() {
-            match segment::parse_entry(&bytes[pos..], n, pos as u64) {
-                Ok((entry, data)) => {
-                    pos += entry.size as usize;
+        let mut entries =
+            segment::EntryReader::new(BufReader::with_capacity(1 << 20, file), n, offset);
+        if offset == 0 {
+            if let Err(e) = entries.read_magic() {
+                return (out, Some(integrity(e)));
+            }
+        }
+        loop {
+            match entries.next_entry() {
+                Ok(Some((entry, data))) => {
                     let data = (want_data && entry.tag == TAG_PUT).then(|| data.to_vec());
                     out.push((entry, data));
                 }
+                Ok(None) => return (out, None),
                 Err(e) => return (out, Some(integrity(e))),
             }
         }
-        (out, None)
+    }
+
+    /// A streaming reader over a whole segment, its magic already checked.
+    pub fn open_reader(
+        &mut self,
+        n: u64,
+    ) -> Result<segment::EntryReader<BufReader<File>>, RepositoryError> {
+        if n == self.segment && self.write_fd.is_some() {
+            self.flush_write()?;
+        }
+        let path = self.segment_filename(n);
+        let file = File::open(&path).map_err(|e| io_err(format!("open {}", path.display()), e))?;
+        let mut entries = segment::EntryReader::new(BufReader::with_capacity(1 << 20, file), n, 0);
+        entries.read_magic().map_err(integrity)?;
+        Ok(entries)
     }
 
     /// Rewrites a damaged segment keeping only its sound entries (`recover_segment`).

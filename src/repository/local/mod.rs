@@ -869,11 +869,14 @@ impl LocalRepository {
                 continue;
             }
             self.segments.entry_or_default(seg);
-            let (entries, err) = self.io()?.iter_objects(seg, 0, true);
-            if let Some(e) = err {
-                return Err(e);
-            }
-            for (e, data) in entries {
+            // Stream the segment: it may be far larger than what should sit in memory.
+            let mut reader = self.io()?.open_reader(seg)?;
+            loop {
+                let (e, data) = match reader.next_entry() {
+                    Ok(Some((e, data))) => (e, Some(data.to_vec())),
+                    Ok(None) => break,
+                    Err(err) => return Err(RepositoryError::IntegrityError(err.to_string())),
+                };
                 if e.tag == TAG_COMMIT {
                     continue;
                 }

@@ -4,6 +4,8 @@
 //! `crc32 (u32 LE) | size (u32 LE) | tag (u8) | [key (32)] | [data]`, where `size` counts the
 //! whole entry and the CRC covers everything after the CRC field.
 
+use std::io::{self, Read};
+
 use crate::repository::ObjectId;
 
 /// The magic at the start of every segment file.
@@ -36,6 +38,16 @@ pub const COMMIT_ENTRY: [u8; HEADER_SIZE] = [0x40, 0xf4, 0x3c, 0x25, 0x09, 0, 0,
 /// What is wrong with an entry.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SegmentError {
+    /// Reading the segment file failed.
+    #[error("Segment read error [segment {segment}, offset {offset}]: {message}")]
+    Io {
+        /// The segment number.
+        segment: u64,
+        /// Where reading failed.
+        offset: u64,
+        /// The I/O error.
+        message: String,
+    },
     /// The file does not start with `BORG_SEG`.
     #[error("Invalid segment magic [segment {segment}, offset 0]")]
     BadMagic {
@@ -271,28 +283,158 @@ pub fn parse_entry(
 /// ends with COMMIT, and nothing but COMMITs after the first COMMIT
 /// (`LoggedIO.is_committed_segment`).
 pub fn is_committed(bytes: &[u8]) -> bool {
-    if bytes.len() < MAGIC.len() + HEADER_SIZE || &bytes[..MAGIC.len()] != MAGIC {
+    if bytes.len() < MAGIC.len() + HEADER_SIZE || bytes[bytes.len() - HEADER_SIZE..] != COMMIT_ENTRY
+    {
         return false;
     }
-    if bytes[bytes.len() - HEADER_SIZE..] != COMMIT_ENTRY {
+    entries_end_committed(bytes)
+}
+
+/// The entry walk of [`is_committed`], for a reader positioned at the start of the file (the
+/// caller checks the last 9 bytes itself).
+pub fn entries_end_committed<R: Read>(reader: R) -> bool {
+    let mut entries = EntryReader::new(reader, 0, 0);
+    if entries.read_magic().is_err() {
         return false;
     }
-    let mut pos = MAGIC.len();
     let mut seen_commit = false;
-    while pos < bytes.len() {
-        match parse_entry(&bytes[pos..], 0, pos as u64) {
-            Ok((entry, _)) => {
+    loop {
+        match entries.next_entry() {
+            Ok(Some((entry, _))) => {
                 if entry.tag == TAG_COMMIT {
                     seen_commit = true;
                 } else if seen_commit {
                     return false;
                 }
-                pos += entry.size as usize;
             }
+            Ok(None) => return seen_commit,
             Err(_) => return false,
         }
     }
-    seen_commit
+}
+
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Reads the entries of a segment one at a time from any reader, checking each CRC, so a
+/// segment never has to be in memory whole (`LoggedIO.iter_objects`).
+pub struct EntryReader<R> {
+    reader: R,
+    segment: u64,
+    pos: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> EntryReader<R> {
+    /// A reader of segment `segment` whose next byte is at file offset `pos`.
+    pub fn new(reader: R, segment: u64, pos: u64) -> EntryReader<R> {
+        EntryReader {
+            reader,
+            segment,
+            pos,
+            buf: Vec::new(),
+        }
+    }
+
+    fn io(&self, e: io::Error) -> SegmentError {
+        SegmentError::Io {
+            segment: self.segment,
+            offset: self.pos,
+            message: e.to_string(),
+        }
+    }
+
+    /// Reads and checks the 8-byte magic.
+    pub fn read_magic(&mut self) -> Result<(), SegmentError> {
+        let mut magic = [0u8; 8];
+        let got = read_full(&mut self.reader, &mut magic).map_err(|e| self.io(e))?;
+        if got != 8 || &magic != MAGIC {
+            return Err(SegmentError::BadMagic {
+                segment: self.segment,
+            });
+        }
+        self.pos += 8;
+        Ok(())
+    }
+
+    /// The next entry and its data (the bytes after the key for PUT/DELETE), or `None` at the
+    /// end of the file. After an error the reader is unusable.
+    pub fn next_entry(&mut self) -> Result<Option<(Entry, &[u8])>, SegmentError> {
+        let (segment, offset) = (self.segment, self.pos);
+        let mut head = [0u8; HEADER_SIZE];
+        let got = read_full(&mut self.reader, &mut head).map_err(|e| self.io(e))?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < HEADER_SIZE {
+            return Err(SegmentError::ShortHeader { segment, offset });
+        }
+        let header = EntryHeader::parse(&head);
+        let size = header.size as usize;
+        if !(HEADER_SIZE..=MAX_OBJECT_SIZE).contains(&size) {
+            return Err(SegmentError::BadSize {
+                size: header.size,
+                what: if size > MAX_OBJECT_SIZE {
+                    "too big"
+                } else {
+                    "too small"
+                },
+                segment,
+                offset,
+            });
+        }
+        self.buf.resize(size - HEADER_SIZE, 0);
+        let got = read_full(&mut self.reader, &mut self.buf).map_err(|e| self.io(e))?;
+        if got != self.buf.len() {
+            return Err(SegmentError::ShortData {
+                segment,
+                offset,
+                expected: self.buf.len(),
+                got,
+            });
+        }
+        if entry_crc(&[&head[4..], &self.buf]) != header.crc {
+            return Err(SegmentError::Checksum { segment, offset });
+        }
+        if header.tag > TAG_COMMIT {
+            return Err(SegmentError::BadTag { segment, offset });
+        }
+        self.pos += size as u64;
+        let (key, data) = if header.tag == TAG_PUT || header.tag == TAG_DELETE {
+            if self.buf.len() < 32 {
+                return Err(SegmentError::ShortData {
+                    segment,
+                    offset,
+                    expected: 32,
+                    got: self.buf.len(),
+                });
+            }
+            let mut key = [0u8; 32];
+            key.copy_from_slice(&self.buf[..32]);
+            (Some(key), &self.buf[32..])
+        } else {
+            (None, &self.buf[..])
+        };
+        Ok(Some((
+            Entry {
+                tag: header.tag,
+                key,
+                offset,
+                size: header.size,
+            },
+            data,
+        )))
+    }
 }
 
 /// Salvages what can be salvaged from a damaged segment (`LoggedIO.recover_segment`): keeps
@@ -381,6 +523,34 @@ mod tests {
         let mut bad = seg.clone();
         bad[20] ^= 0xff;
         assert!(!is_committed(&bad));
+    }
+
+    #[test]
+    fn entry_reader_streams_and_stops_at_damage() {
+        let mut seg = MAGIC.to_vec();
+        seg.extend(put_entry(&[1; 32], b"one"));
+        seg.extend(delete_entry(&[1; 32]));
+        seg.extend(COMMIT_ENTRY);
+        let mut r = EntryReader::new(&seg[..], 4, 0);
+        r.read_magic().unwrap();
+        let (e, data) = r.next_entry().unwrap().unwrap();
+        assert_eq!(
+            (e.tag, e.offset, e.size, data),
+            (TAG_PUT, 8, 44, &b"one"[..])
+        );
+        let (e, _) = r.next_entry().unwrap().unwrap();
+        assert_eq!((e.tag, e.offset), (TAG_DELETE, 52));
+        let (e, _) = r.next_entry().unwrap().unwrap();
+        assert_eq!((e.tag, e.offset), (TAG_COMMIT, 93));
+        assert!(r.next_entry().unwrap().is_none());
+        let cut = &seg[..70];
+        let mut r = EntryReader::new(cut, 4, 0);
+        r.read_magic().unwrap();
+        r.next_entry().unwrap().unwrap();
+        assert!(matches!(
+            r.next_entry(),
+            Err(SegmentError::ShortData { offset: 52, .. })
+        ));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -479,8 +480,13 @@ fn wait_for(path: &Path, what: &str) {
     }
 }
 
+/// Kills a child started in its own process group, with everything it spawned.
 fn kill(mut child: Child) {
-    let _ = child.kill();
+    let pgid = child.id() as i32;
+    // SAFETY: signals only the process group we created for this child.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
     let _ = child.wait();
 }
 
@@ -521,6 +527,7 @@ fn borg_and_rborg_exclude_each_other() {
         let child = s
             .command(&borg.exe())
             .args(["with-lock", &repo_s, "sleep", "20"])
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -658,6 +665,7 @@ time.sleep(60)
             &repo_s,
             s.dir.path().join("ready").to_str().unwrap(),
         ])
+        .process_group(0)
         .spawn()
         .unwrap();
     wait_for(&s.dir.path().join("ready"), "borg writer");

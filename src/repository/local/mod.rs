@@ -21,6 +21,8 @@ pub mod lock;
 pub mod logged_io;
 pub mod ordered;
 pub mod segment;
+#[cfg(test)]
+mod tests;
 
 use std::fs;
 use std::io::{self, Write};

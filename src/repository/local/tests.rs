@@ -1,0 +1,224 @@
+//! Behaviour of `LocalRepository` on its own: errors named as borg's, transactions, replay.
+//! Interop with real borg lives in `tests/local_interop.rs`.
+
+use std::fs;
+
+use super::*;
+use crate::repository::MANIFEST_ID;
+
+fn settings() -> LocalSettings {
+    LocalSettings {
+        host_id: "unit-test@1".into(),
+        storage_quota: None,
+        new_segment_limits: Some((4096, 3)),
+    }
+}
+
+fn exclusive() -> OpenOptions {
+    OpenOptions {
+        exclusive: true,
+        ..OpenOptions::default()
+    }
+}
+
+fn id(n: u8) -> ObjectId {
+    [n; 32]
+}
+
+#[test]
+fn errors_are_borgs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    assert!(matches!(
+        LocalRepository::open(&path, &exclusive(), &settings()),
+        Err(RepositoryError::DoesNotExist(_))
+    ));
+    fs::create_dir(&path).unwrap();
+    assert!(matches!(
+        LocalRepository::open(&path, &exclusive(), &settings()),
+        Err(RepositoryError::InvalidRepository(_))
+    ));
+    // The failed open released its lock.
+    assert!(!path.join("lock.exclusive").exists());
+    let mut repo = LocalRepository::create(&path, &exclusive(), &settings()).unwrap();
+    assert!(matches!(
+        repo.get(&id(1)),
+        Err(RepositoryError::ObjectNotFound { .. })
+    ));
+    assert!(matches!(
+        repo.delete(&id(1)),
+        Err(RepositoryError::ObjectNotFound { .. })
+    ));
+    assert!(matches!(
+        repo.put(&id(1), vec![0; segment::MAX_DATA_SIZE + 1]),
+        Err(RepositoryError::IntegrityError(_))
+    ));
+    repo.put(&id(1), vec![0; segment::MAX_DATA_SIZE]).unwrap();
+    repo.commit(CommitOptions::default()).unwrap();
+    assert!(repo.list(None, Some(&id(9))).is_err());
+    assert!(repo.scan(Some(0), None).is_err());
+    repo.close().unwrap();
+    assert!(matches!(
+        LocalRepository::create(&path, &exclusive(), &settings()),
+        Err(RepositoryError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        LocalRepository::create(&path.join("data/inner"), &exclusive(), &settings()),
+        Err(RepositoryError::AlreadyExists(_))
+    ));
+    let other = dir.path().join("not-empty");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("x"), b"x").unwrap();
+    assert!(matches!(
+        LocalRepository::create(&other, &exclusive(), &settings()),
+        Err(RepositoryError::PathAlreadyExists(_))
+    ));
+    assert!(matches!(
+        LocalRepository::create(&dir.path().join("a/b"), &exclusive(), &settings()),
+        Err(RepositoryError::ParentPathDoesNotExist(_))
+    ));
+    let nested = OpenOptions {
+        make_parent_dirs: true,
+        ..exclusive()
+    };
+    LocalRepository::create(&dir.path().join("a/b"), &nested, &settings()).unwrap();
+    // An unsupported repository version.
+    let config = fs::read_to_string(path.join("config")).unwrap();
+    fs::write(
+        path.join("config"),
+        config.replace("version = 1", "version = 2"),
+    )
+    .unwrap();
+    assert!(matches!(
+        LocalRepository::open(&path, &exclusive(), &settings()),
+        Err(RepositoryError::InvalidRepositoryConfig { .. })
+    ));
+}
+
+#[test]
+fn shared_lock_reads_but_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let mut repo = LocalRepository::create(&path, &exclusive(), &settings()).unwrap();
+    repo.put(&MANIFEST_ID, b"m".to_vec()).unwrap();
+    repo.commit(CommitOptions::default()).unwrap();
+    repo.close().unwrap();
+    let mut a = LocalRepository::open(&path, &OpenOptions::default(), &settings()).unwrap();
+    let mut b = LocalRepository::open(&path, &OpenOptions::default(), &settings()).unwrap();
+    assert_eq!(a.get(&MANIFEST_ID).unwrap(), b"m");
+    assert_eq!(b.object_count().unwrap(), 1);
+    assert!(a.put(&id(2), b"x".to_vec()).is_err());
+    assert!(a.get_free_nonce().is_err());
+    a.close().unwrap();
+    b.close().unwrap();
+    assert!(!path.join("lock.roster").exists());
+}
+
+#[test]
+fn rollback_discards_and_rollover_splits_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let mut repo = LocalRepository::create(&path, &exclusive(), &settings()).unwrap();
+    for n in 0..30 {
+        repo.put(&id(n), vec![n; 1000]).unwrap();
+    }
+    repo.commit(CommitOptions::default()).unwrap();
+    // A 4 KiB segment takes writes while its size is at most 4096: four 1041-byte entries,
+    // the fourth taking it past the limit. 30 objects fill 8 segments; the COMMIT is the 9th.
+    let segs = repo.io().unwrap().segments();
+    assert_eq!(segs.len(), 9, "{segs:?}");
+    assert!(path.join("data/2").is_dir());
+    repo.put(&id(100), b"gone".to_vec()).unwrap();
+    repo.delete(&id(3)).unwrap();
+    repo.rollback().unwrap();
+    assert!(matches!(
+        repo.get(&id(100)),
+        Err(RepositoryError::ObjectNotFound { .. })
+    ));
+    assert_eq!(repo.get(&id(3)).unwrap(), vec![3; 1000]);
+    // The next transaction deletes the leftover segment.
+    repo.put(&id(101), b"kept".to_vec()).unwrap();
+    repo.commit(CommitOptions::default()).unwrap();
+    assert_eq!(repo.object_count().unwrap(), 31);
+    assert!(repo.check(false, 0).unwrap());
+    repo.close().unwrap();
+}
+
+#[test]
+fn stale_index_is_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let mut repo = LocalRepository::create(&path, &exclusive(), &settings()).unwrap();
+    repo.put(&id(1), b"one".to_vec()).unwrap();
+    repo.commit(CommitOptions::default()).unwrap();
+    let old_index = fs::read(path.join("index.1")).unwrap();
+    repo.put(&id(2), b"two".to_vec()).unwrap();
+    repo.delete(&id(1)).unwrap();
+    repo.commit(CommitOptions::default()).unwrap();
+    repo.close().unwrap();
+    // A crash after the COMMIT but before the new index landed: only the old one exists.
+    for e in fs::read_dir(&path).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("index.")
+            || name.starts_with("hints.")
+            || name.starts_with("integrity.")
+        {
+            fs::remove_file(p).unwrap();
+        }
+    }
+    fs::write(path.join("index.1"), old_index).unwrap();
+    let mut repo = LocalRepository::open(&path, &exclusive(), &settings()).unwrap();
+    assert_eq!(repo.get(&id(2)).unwrap(), b"two");
+    assert!(repo.get(&id(1)).is_err());
+    assert!(!path.join("index.1").exists());
+    assert!(repo.check(false, 0).unwrap());
+    // A damaged index (integrity mismatch) is rebuilt too.
+    let tid = repo.index_transaction_id().unwrap();
+    let index_path = path.join(format!("index.{tid}"));
+    let mut bytes = fs::read(&index_path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&index_path, bytes).unwrap();
+    repo.close().unwrap();
+    let mut repo = LocalRepository::open(&path, &exclusive(), &settings()).unwrap();
+    assert_eq!(repo.get(&id(2)).unwrap(), b"two");
+    assert_eq!(repo.object_count().unwrap(), 1);
+    repo.close().unwrap();
+}
+
+#[test]
+fn compaction_frees_space_and_keeps_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let mut repo = LocalRepository::create(&path, &exclusive(), &settings()).unwrap();
+    for n in 0..40 {
+        repo.put(&id(n), vec![n; 900]).unwrap();
+    }
+    repo.commit(CommitOptions::default()).unwrap();
+    for n in 0..40 {
+        if n % 2 == 0 {
+            repo.delete(&id(n)).unwrap();
+        }
+    }
+    repo.commit(CommitOptions::default()).unwrap();
+    let size = |repo: &mut LocalRepository| -> u64 {
+        let segs = repo.io().unwrap().segments();
+        segs.iter()
+            .map(|(_, p)| fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    let before = size(&mut repo);
+    repo.commit(CommitOptions {
+        compact: true,
+        ..CommitOptions::default()
+    })
+    .unwrap();
+    let after = size(&mut repo);
+    assert!(after < before * 2 / 3, "{before} -> {after}");
+    for n in 0..40 {
+        assert_eq!(repo.get(&id(n)).is_ok(), n % 2 == 1, "object {n}");
+    }
+    assert!(repo.check(false, 0).unwrap());
+    repo.close().unwrap();
+}

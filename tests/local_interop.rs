@@ -438,9 +438,22 @@ fn borg_writes_rborg_reads(creator: Borg) {
         s.borg_ok(borg, &["check", repo_s]);
         assert_eq!(s.borg_objects(borg), borg_view);
     }
-    // The archive still extracts with borg.
+    // The archive is still listed by borg; borg keeps writing (a second archive, a delete, a
+    // compaction) and rborg follows.
     let out = s.borg_ok(Borg::V14, &["list", &format!("{repo_s}::a1")]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("f19"));
+    fs::write(src.join("new"), bytes(77, 50_000)).unwrap();
+    s.borg_ok(
+        creator,
+        &["create", &format!("{repo_s}::a2"), src.to_str().unwrap()],
+    );
+    s.borg_ok(creator, &["delete", &format!("{repo_s}::a1")]);
+    s.borg_ok(creator, &["compact", repo_s]);
+    let borg_view = s.borg_objects(creator);
+    let mut r = open(&repo);
+    assert_eq!(rborg_objects(&mut r), borg_view);
+    assert!(r.check(false, 0).unwrap());
+    r.close().unwrap();
 }
 
 #[test]

@@ -14,6 +14,17 @@ pub(super) fn check(
     repair: bool,
     max_duration: u64,
 ) -> Result<bool, RepositoryError> {
+    let budget = (max_duration > 0).then(|| Duration::from_secs(max_duration));
+    check_with_budget(repo, repair, budget)
+}
+
+/// The check with the partial-mode time budget as a duration (`None` = full check), so tests
+/// can give a zero budget.
+pub(super) fn check_with_budget(
+    repo: &mut LocalRepository,
+    repair: bool,
+    budget: Option<Duration>,
+) -> Result<bool, RepositoryError> {
     if repo.append_only && repair {
         return Err(RepositoryError::AppendOnly(repo.path_str.clone()));
     }
@@ -56,7 +67,7 @@ pub(super) fn check(
     repo.active_txn = true;
     repo.index = Some(NsIndex::default());
     repo.reset_state();
-    let partial = max_duration > 0;
+    let partial = budget.is_some();
     if partial && repair {
         repo.active_txn = false;
         return Err(super::python_error(
@@ -101,7 +112,7 @@ pub(super) fn check(
                 Ok(())
             })?;
         }
-        if partial && start.elapsed() > Duration::from_secs(max_duration) {
+        if budget.is_some_and(|b| start.elapsed() >= b) {
             log::info!("finished partial segment check, last segment checked is {seg}");
             repo.config
                 .set("repository", "last_segment_checked", &seg.to_string());

@@ -904,7 +904,18 @@ def oid(n):
     return hashlib.sha256(struct.pack('<Q', n)).digest()
 def data(n, length):
     return ((b'%d.' % n) * (length + 1))[:length]
-r = Repository(sys.argv[1], create=True, exclusive=True)
+path = sys.argv[1]
+limits = sys.argv[3:]
+if limits:
+    # Create, then give the repository small segments the way rborg's settings do.
+    Repository(path, create=True, exclusive=True).__enter__().close()
+    cfg = open(path + '/config').read()
+    cfg = cfg.replace('max_segment_size = 524288000', 'max_segment_size = ' + limits[0])
+    cfg = cfg.replace('segments_per_dir = 1000', 'segments_per_dir = ' + limits[1])
+    open(path + '/config', 'w').write(cfg)
+    r = Repository(path, exclusive=True)
+else:
+    r = Repository(path, create=True, exclusive=True)
 r.__enter__()
 for line in sys.argv[2].split(';'):
     op = line.split()
@@ -971,6 +982,53 @@ fn repo_files(repo: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
+}
+
+#[test]
+fn rborg_writes_the_same_bytes_as_borg_with_small_segments() {
+    // Small segments: rollover, several data directories, and a compaction whose target
+    // segment fills up (intermediate commits).
+    let mut ops: Vec<String> = vec!["M m1".into()];
+    ops.extend((0..60).map(|n| format!("P {n} {}", 300 + n * 20)));
+    ops.push("C".into());
+    ops.extend((0..60).filter(|n| n % 3 != 1).map(|n| format!("D {n}")));
+    ops.extend((0..60).step_by(9).map(|n| format!("P {n} 500")));
+    ops.push("M m2".into());
+    ops.push("C".into());
+    ops.push("M m3".into());
+    ops.push("K".into());
+    ops.push("M m4".into());
+    ops.push("K".into());
+    let ops = ops.join(";");
+    let s = Scratch::new();
+    let theirs = s.dir.path().join("borg");
+    s.python(
+        Borg::V14,
+        OPS_SCRIPT,
+        &[theirs.to_str().unwrap(), &ops, "2000", "3"],
+    );
+    let ours = s.repo();
+    let small = LocalSettings {
+        new_segment_limits: Some((2000, 3)),
+        ..settings()
+    };
+    let mut r = create(&ours, &small);
+    run_ops(&mut r, &ops);
+    r.close().unwrap();
+    assert!(fs::read_dir(ours.join("data")).unwrap().count() > 3);
+    let commit_tag = [0x40, 0xf4, 0x3c, 0x25, 0x09, 0, 0, 0, 2];
+    let intermediate_commits = segment_files(&ours)
+        .iter()
+        .filter(|(_, p)| {
+            let b = fs::read(p).unwrap();
+            b.len() > 17 && b.ends_with(&commit_tag)
+        })
+        .count();
+    assert!(
+        intermediate_commits > 0,
+        "compaction never filled a segment"
+    );
+    assert_same_files(&theirs, &ours);
 }
 
 #[test]

@@ -1092,3 +1092,58 @@ fn assert_same_files(theirs: &Path, ours: &Path) {
         assert!(b[name] == *bytes, "{name} differs");
     }
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &target);
+        } else {
+            fs::copy(&p, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn repair_gives_the_same_bytes_as_borgs_repair() {
+    let s = Scratch::new();
+    let ours = s.repo();
+    let mut r = create(&ours, &small_segments());
+    for n in 0..120 {
+        r.put(&object_id(n), bytes(n, 1500 + n as usize * 10)).unwrap();
+    }
+    commit(&mut r);
+    for n in (0..120).step_by(5) {
+        r.delete(&object_id(n)).unwrap();
+    }
+    commit(&mut r);
+    r.close().unwrap();
+    let segs = segment_files(&ours);
+    // Garbage inside an entry of one segment, a truncated tail of another.
+    let (_, flip) = &segs[0];
+    let mut data = fs::read(flip).unwrap();
+    for b in &mut data[3000..3010] {
+        *b ^= 0xa5;
+    }
+    fs::write(flip, &data).unwrap();
+    let (_, cut) = &segs[1];
+    let len = fs::metadata(cut).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(cut)
+        .unwrap()
+        .set_len(len - 700)
+        .unwrap();
+    let theirs = s.dir.path().join("borg");
+    copy_dir(&ours, &theirs);
+    s.borg_ok(
+        Borg::V14,
+        &["check", "--repository-only", "--repair", theirs.to_str().unwrap()],
+    );
+    let mut r = open(&ours);
+    assert!(r.check(true, 0).unwrap());
+    r.close().unwrap();
+    assert_same_files(&theirs, &ours);
+}

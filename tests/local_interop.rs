@@ -1112,7 +1112,8 @@ fn repair_gives_the_same_bytes_as_borgs_repair() {
     let ours = s.repo();
     let mut r = create(&ours, &small_segments());
     for n in 0..120 {
-        r.put(&object_id(n), bytes(n, 1500 + n as usize * 10)).unwrap();
+        r.put(&object_id(n), bytes(n, 1500 + n as usize * 10))
+            .unwrap();
     }
     commit(&mut r);
     for n in (0..120).step_by(5) {
@@ -1140,7 +1141,12 @@ fn repair_gives_the_same_bytes_as_borgs_repair() {
     copy_dir(&ours, &theirs);
     s.borg_ok(
         Borg::V14,
-        &["check", "--repository-only", "--repair", theirs.to_str().unwrap()],
+        &[
+            "check",
+            "--repository-only",
+            "--repair",
+            theirs.to_str().unwrap(),
+        ],
     );
     let mut r = open(&ours);
     assert!(r.check(true, 0).unwrap());

@@ -446,7 +446,10 @@ impl LoggedIo {
         if let Err(full) = self.open_write_fd(false, id == &MANIFEST_ID, raise_full)? {
             return Ok(Err(full));
         }
-        self.append(&segment::put_entry(id, data)).map(Ok)
+        let header = segment::put_header(id, data);
+        let (n, offset) = self.append(&header)?;
+        self.append(data)?;
+        Ok(Ok((n, offset)))
     }
 
     /// Writes a DELETE; returns (segment, entry size) (`write_delete`).

@@ -194,6 +194,18 @@ pub fn put_entry(id: &ObjectId, data: &[u8]) -> Vec<u8> {
     entry_with_crc(TAG_PUT, id, data)
 }
 
+/// The 41-byte header of a PUT entry for `data`, CRC included, so the data itself can be
+/// written without copying it. The caller has checked `data.len() <= MAX_DATA_SIZE`.
+pub fn put_header(id: &ObjectId, data: &[u8]) -> [u8; PUT_HEADER_SIZE] {
+    let mut head = [0u8; PUT_HEADER_SIZE];
+    head[4..8].copy_from_slice(&((PUT_HEADER_SIZE + data.len()) as u32).to_le_bytes());
+    head[8] = TAG_PUT;
+    head[HEADER_SIZE..].copy_from_slice(id);
+    let crc = entry_crc(&[&head[4..], data]);
+    head[..4].copy_from_slice(&crc.to_le_bytes());
+    head
+}
+
 /// A complete DELETE entry (always 41 bytes).
 pub fn delete_entry(id: &ObjectId) -> Vec<u8> {
     entry_with_crc(TAG_DELETE, id, &[])
@@ -484,6 +496,7 @@ mod tests {
         let id = [7u8; 32];
         let put = put_entry(&id, b"hello");
         assert_eq!(put.len(), 46);
+        assert_eq!(put_header(&id, b"hello"), put[..41]);
         let (e, data) = parse_entry(&put, 3, 8).unwrap();
         assert_eq!(e.tag, TAG_PUT);
         assert_eq!(e.key, Some(id));

@@ -533,6 +533,12 @@ fn borg_and_rborg_exclude_each_other() {
         &["--lock-wait", "1", "check", "--repository-only", &repo_s],
     );
     assert_eq!(out.status.code(), Some(2));
+    // …while borg readers share it.
+    for borg in BOTH {
+        assert_eq!(s.borg_objects(borg).len(), 1);
+    }
+    let roster = fs::read_to_string(repo.join("lock.roster")).unwrap();
+    assert!(roster.starts_with("{\"shared\": [["), "{roster}");
     shared.close().unwrap();
 
     // borg holds the lock: rborg times out, then gets in once borg is gone.

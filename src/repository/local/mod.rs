@@ -795,7 +795,7 @@ impl LocalRepository {
         *self.compact.entry_or_default(seg) += size as u64;
         let (new_seg, size) = match self.io()?.write_delete(id, false)? {
             Ok(r) => r,
-            Err(_) => unreachable_full(),
+            Err(full) => return Err(unexpected_full(full)),
         };
         *self.compact.entry_or_default(new_seg) += size;
         self.segments.entry_or_default(new_seg);
@@ -893,7 +893,7 @@ impl LocalRepository {
                             self.complete_xfer(&mut unused, true)?;
                             match self.io()?.write_put(&key, &data, false)? {
                                 Ok(r) => r,
-                                Err(_) => unreachable_full(),
+                                Err(full) => return Err(unexpected_full(full)),
                             }
                         }
                     };
@@ -921,7 +921,7 @@ impl LocalRepository {
                                 self.complete_xfer(&mut unused, true)?;
                                 match self.io()?.write_delete(&key, false)? {
                                     Ok(r) => r,
-                                    Err(_) => unreachable_full(),
+                                    Err(full) => return Err(unexpected_full(full)),
                                 }
                             }
                         };
@@ -1001,9 +1001,10 @@ impl LocalRepository {
     }
 }
 
-fn unreachable_full() -> ! {
-    // write_put/write_delete only report SegmentFull when asked to with raise_full.
-    unreachable!("segment full reported without raise_full")
+/// `write_put`/`write_delete` only report a full segment when asked to (`raise_full`); should
+/// one ever do so otherwise, fail the operation rather than the process.
+fn unexpected_full(_: logged_io::SegmentFull) -> RepositoryError {
+    RepositoryError::IntegrityError("segment full reported without raise_full".into())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RepositoryError> {
@@ -1160,7 +1161,7 @@ impl Repository for LocalRepository {
         }
         let (seg, offset) = match self.io()?.write_put(id, &data, false)? {
             Ok(r) => r,
-            Err(_) => unreachable_full(),
+            Err(full) => return Err(unexpected_full(full)),
         };
         self.storage_quota_use += (data.len() + PUT_HEADER_SIZE) as u64;
         *self.segments.entry_or_default(seg) += 1;

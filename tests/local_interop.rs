@@ -1159,3 +1159,61 @@ fn repair_gives_the_same_bytes_as_borgs_repair() {
     r.close().unwrap();
     assert_same_files(&theirs, &ours);
 }
+
+/// Runs as the parent: starts this same test in a child process that writes without
+/// committing, kills it, and checks what borg and rborg see. Runs as the child when the
+/// environment names the repository.
+#[test]
+fn killed_rborg_writer_leaves_the_last_commit() {
+    const REPO_VAR: &str = "RBORG_LOCAL_CHILD_REPO";
+    const READY_VAR: &str = "RBORG_LOCAL_CHILD_READY";
+    if let (Ok(repo), Ok(ready)) = (std::env::var(REPO_VAR), std::env::var(READY_VAR)) {
+        let mut r = open(Path::new(&repo));
+        for n in 500..700 {
+            r.put(&object_id(n), bytes(n, 4000)).unwrap();
+        }
+        r.delete(&object_id(1)).unwrap();
+        r.flush().unwrap();
+        fs::write(ready, b"").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let s = Scratch::new();
+    let repo = s.repo();
+    let mut r = create(&repo, &small_segments());
+    for n in 0..10 {
+        r.put(&object_id(n), bytes(n, 3000)).unwrap();
+    }
+    commit(&mut r);
+    let committed = rborg_objects(&mut r);
+    r.close().unwrap();
+    let ready = s.dir.path().join("ready");
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "killed_rborg_writer_leaves_the_last_commit",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(REPO_VAR, &repo)
+        .env(READY_VAR, &ready)
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    wait_for(&ready, "rborg writer");
+    assert!(repo.join("lock.exclusive").exists());
+    kill(child);
+    // The dead writer's lock is stale on this host: borg breaks it and sees the last commit.
+    for borg in BOTH {
+        s.check_repository_only(borg);
+        assert_eq!(s.borg_objects(borg), committed);
+    }
+    let mut r = open(&repo);
+    assert_eq!(rborg_objects(&mut r), committed);
+    r.put(&object_id(42), b"next".to_vec()).unwrap();
+    commit(&mut r);
+    assert_eq!(r.object_count().unwrap(), 11);
+    r.close().unwrap();
+    s.check_repository_only(Borg::V12);
+}

@@ -1038,6 +1038,37 @@ fn rborg_writes_the_same_bytes_as_borg_with_small_segments() {
 }
 
 #[test]
+fn rborg_writes_the_same_bytes_as_borg12_without_overwrites() {
+    // Borg 1.2.4 does not record overwritten PUTs in the shadow index (1.2.7+ and 1.4 do, as
+    // rborg does), so this sequence overwrites nothing.
+    let mut ops: Vec<String> = vec!["M m1".into()];
+    ops.extend((0..50).map(|n| format!("P {n} {}", 200 + n * 30)));
+    ops.push("C".into());
+    ops.extend((0..50).step_by(3).map(|n| format!("D {n}")));
+    ops.push("P 60 10".into());
+    ops.push("C".into());
+    ops.push("P 61 10".into());
+    ops.push("K".into());
+    let ops = ops.join(";");
+    let s = Scratch::new();
+    let theirs = s.dir.path().join("borg");
+    s.python(
+        Borg::V12,
+        OPS_SCRIPT,
+        &[theirs.to_str().unwrap(), &ops, "3000", "2"],
+    );
+    let ours = s.repo();
+    let small = LocalSettings {
+        new_segment_limits: Some((3000, 2)),
+        ..settings()
+    };
+    let mut r = create(&ours, &small);
+    run_ops(&mut r, &ops);
+    r.close().unwrap();
+    assert_same_files(&theirs, &ours);
+}
+
+#[test]
 fn rborg_writes_the_same_bytes_as_borg() {
     let mut ops: Vec<String> = vec!["M m1".into()];
     ops.extend((0..40).map(|n| format!("P {n} {}", n * 50)));

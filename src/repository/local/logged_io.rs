@@ -385,7 +385,9 @@ impl LoggedIo {
         raise_full: bool,
     ) -> Result<Result<(), SegmentFull>, RepositoryError> {
         if !no_new && (want_new || (self.offset > 0 && self.offset > self.limit)) {
-            if raise_full && self.write_fd.is_some() {
+            // Borg raises even when no segment is open (e.g. for the manifest), which makes
+            // compaction write an intermediate COMMIT into a segment of its own.
+            if raise_full {
                 return Ok(Err(SegmentFull));
             }
             self.close_segment()?;

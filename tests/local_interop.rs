@@ -902,7 +902,8 @@ fn append_only_and_quota_follow_borg() {
 }
 
 /// Runs a script of repository operations through borg's `Repository`:
-/// `P n len` put, `D n` delete, `M text` put the manifest, `C` commit, `K` commit with compaction.
+/// `P n len` put, `D n` delete, `M text` put the manifest, `C` commit, `K` commit with compaction,
+/// `X` commit with compaction and `cleanup_commits`.
 const OPS_SCRIPT: &str = r#"
 import sys, hashlib, struct
 from borg.repository import Repository
@@ -935,6 +936,8 @@ for line in sys.argv[2].split(';'):
         r.commit(compact=False)
     elif op[0] == 'K':
         r.commit(compact=True)
+    elif op[0] == 'X':
+        r.commit(compact=True, cleanup_commits=True)
 r.__exit__(None, None, None)
 "#;
 
@@ -954,6 +957,13 @@ fn run_ops(repo: &mut LocalRepository, ops: &str) {
             "M" => repo.put(&MANIFEST_ID, op[1].as_bytes().to_vec()).unwrap(),
             "C" => commit(repo),
             "K" => compact(repo),
+            "X" => repo
+                .commit(CommitOptions {
+                    compact: true,
+                    cleanup_commits: true,
+                    ..CommitOptions::default()
+                })
+                .unwrap(),
             other => panic!("unknown op {other}"),
         }
     }
@@ -1082,6 +1092,10 @@ fn rborg_writes_the_same_bytes_as_borg() {
     ops.extend((100..105).map(|n| format!("P {n} 7")));
     ops.push("D 101".into());
     ops.push("C".into());
+    ops.push("P 102 9".into());
+    ops.push("C".into());
+    ops.push("M m4".into());
+    ops.push("X".into());
     let ops = ops.join(";");
     let s = Scratch::new();
     let theirs = s.dir.path().join("borg");

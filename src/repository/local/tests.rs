@@ -261,3 +261,32 @@ fn partial_check_resumes_where_it_stopped() {
     assert_eq!(repo.object_count().unwrap(), 11);
     repo.close().unwrap();
 }
+
+#[test]
+fn commit_without_free_space_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let mut repo = LocalRepository::create(&path, &exclusive(), &settings()).unwrap();
+    repo.put(&id(1), b"one".to_vec()).unwrap();
+    repo.commit(CommitOptions::default()).unwrap();
+    repo.close().unwrap();
+    let config = fs::read_to_string(path.join("config")).unwrap();
+    fs::write(
+        path.join("config"),
+        config.replace("additional_free_space = 0", "additional_free_space = 999P"),
+    )
+    .unwrap();
+    let mut repo = LocalRepository::open(&path, &exclusive(), &settings()).unwrap();
+    repo.put(&id(2), b"two".to_vec()).unwrap();
+    let segments_before = repo.io().unwrap().segments().len();
+    let err = repo.commit(CommitOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, RepositoryError::InsufficientFreeSpace { .. }),
+        "{err}"
+    );
+    // The uncommitted segment is gone at once and the last commit is intact.
+    assert_eq!(repo.io().unwrap().segments().len(), segments_before - 1);
+    assert_eq!(repo.object_count().unwrap(), 1);
+    assert!(repo.get(&id(2)).is_err());
+    repo.close().unwrap();
+}

@@ -92,13 +92,13 @@ pub(super) fn check_with_budget(
         if (seg as i128) <= last_checked || seg > transaction_id {
             continue;
         }
-        let (mut entries, err) = repo.io()?.iter_objects(seg, 0, false);
+        let (mut entries, err) = repo.io()?.iter_objects(seg, 0);
         if let Some(e) = err {
             report(e.to_string());
             entries.clear();
             if repair {
                 repo.io()?.recover_segment(seg)?;
-                let (again, err) = repo.io()?.iter_objects(seg, 0, false);
+                let (again, err) = repo.io()?.iter_objects(seg, 0);
                 if let Some(e) = err {
                     repo.active_txn = false;
                     return Err(e);

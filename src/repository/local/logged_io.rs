@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::segment::{
@@ -18,9 +19,6 @@ use crate::repository::{ObjectId, RepositoryError, MANIFEST_ID};
 
 /// Read file handles kept open at most (borg's LRU holds 90).
 const FD_CACHE: usize = 64;
-
-/// The entries of a segment with the data of each PUT when asked for.
-pub type SegmentEntries = Vec<(Entry, Option<Vec<u8>>)>;
 
 /// A write did not fit and the caller asked to be told instead of rolling over
 /// (`LoggedIO.SegmentFull`).
@@ -312,13 +310,8 @@ impl LoggedIo {
 
     /// Parses every entry of a segment from `offset` (0 = from the start, checking the magic),
     /// with CRC checks (`iter_objects`). Returns the entries read before the first error, and
-    /// the error if there was one. With `want_data`, PUT data is returned too.
-    pub fn iter_objects(
-        &mut self,
-        n: u64,
-        offset: u64,
-        want_data: bool,
-    ) -> (SegmentEntries, Option<RepositoryError>) {
+    /// the error if there was one.
+    pub fn iter_objects(&mut self, n: u64, offset: u64) -> (Vec<Entry>, Option<RepositoryError>) {
         let mut out = Vec::new();
         if n == self.segment && self.write_fd.is_some() {
             if let Err(e) = self.flush_write() {
@@ -344,10 +337,7 @@ impl LoggedIo {
         }
         loop {
             match entries.next_entry() {
-                Ok(Some((entry, data))) => {
-                    let data = (want_data && entry.tag == TAG_PUT).then(|| data.to_vec());
-                    out.push((entry, data));
-                }
+                Ok(Some((entry, _))) => out.push(entry),
                 Ok(None) => return (out, None),
                 Err(e) => return (out, Some(integrity(e))),
             }
@@ -486,6 +476,12 @@ impl LoggedIo {
             w.flush()
                 .and_then(|_| w.get_ref().sync_data())
                 .map_err(|e| io_err(format!("sync segment {n}"), e))?;
+            // Like borg's SyncFile.sync: what was just written need not stay in the page
+            // cache. Advisory only, so its result does not matter.
+            // SAFETY: the descriptor is open for the lifetime of the call.
+            unsafe {
+                libc::posix_fadvise(w.get_ref().as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+            }
         }
         Ok(())
     }

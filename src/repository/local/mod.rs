@@ -591,10 +591,10 @@ impl LocalRepository {
             self.compact.insert(seg, size);
             return Ok(());
         }
-        let (entries, _) = self.io()?.iter_objects(seg, 0, false);
+        let (entries, _) = self.io()?.iter_objects(seg, 0);
         let mut free = 0u64;
         let index = self.index.as_ref();
-        for (e, _) in entries {
+        for e in entries {
             match e.tag {
                 TAG_PUT => {
                     let current = e.key.and_then(|k| index.and_then(|i| i.get(&k)));
@@ -637,7 +637,7 @@ impl LocalRepository {
                 if seg > segments_tid {
                     break;
                 }
-                let (entries, err) = self.io()?.iter_objects(seg, 0, false);
+                let (entries, err) = self.io()?.iter_objects(seg, 0);
                 if let Some(e) = err {
                     return Err(e);
                 }
@@ -656,11 +656,11 @@ impl LocalRepository {
     fn update_index(
         &mut self,
         seg: u64,
-        entries: &[(segment::Entry, Option<Vec<u8>>)],
+        entries: &[segment::Entry],
         report: &mut dyn FnMut(String) -> Result<(), RepositoryError>,
     ) -> Result<(), RepositoryError> {
         self.segments.insert(seg, 0);
-        for (e, _) in entries {
+        for e in entries {
             match (e.tag, e.key) {
                 (TAG_PUT, Some(key)) => {
                     let index = self.index.get_or_insert_with(NsIndex::default);
@@ -1267,10 +1267,10 @@ impl Repository for LocalRepository {
         let segs = self.io()?.segments();
         for (seg, _) in segs.into_iter().filter(|(s, _)| *s >= start_seg) {
             // Entries before an error are still listed; the rest of the segment is skipped.
-            let (entries, _) = self.io()?.iter_objects(seg, start_offset, false);
+            let (entries, _) = self.io()?.iter_objects(seg, start_offset);
             let skip_first = start_offset > 0;
             start_offset = 0;
-            for (e, _) in entries.into_iter().skip(usize::from(skip_first)) {
+            for e in entries.into_iter().skip(usize::from(skip_first)) {
                 let Some(key) = e.key else { continue };
                 let current = self.index.as_ref().and_then(|i| i.get(&key));
                 if e.tag == TAG_PUT && current == Some((seg as u32, e.offset as u32)) {

@@ -697,6 +697,20 @@ time.sleep(60)
     s.check_repository_only(Borg::V12);
 }
 
+/// Deletes `index.*`, `hints.*` and `integrity.*`, as if they were lost.
+fn remove_index_files(repo: &Path) {
+    for e in fs::read_dir(repo).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if ["index.", "hints.", "integrity."]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            fs::remove_file(p).unwrap();
+        }
+    }
+}
+
 fn segment_files(repo: &Path) -> Vec<(u64, PathBuf)> {
     let mut segs = Vec::new();
     for d in fs::read_dir(repo.join("data")).unwrap() {
@@ -775,13 +789,7 @@ fn damaged_segments_are_found_and_repaired() {
     }
 
     // A lost index is rebuilt by replaying the segments.
-    for entry in fs::read_dir(&repo).unwrap() {
-        let p = entry.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("index.") || name.starts_with("hints.") {
-            fs::remove_file(p).unwrap();
-        }
-    }
+    remove_index_files(&repo);
     let mut r = open(&repo);
     assert_eq!(rborg_objects(&mut r), left);
     // A partial check finishes on a small repository and leaves no position behind.
@@ -1107,16 +1115,7 @@ fn rborg_writes_the_same_bytes_as_borg() {
     assert_same_files(&theirs, &ours);
     // Both rebuild a lost index and hints by replaying the segments, to the same bytes.
     for repo in [&theirs, &ours] {
-        for e in fs::read_dir(repo).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with("index.")
-                || name.starts_with("hints.")
-                || name.starts_with("integrity.")
-            {
-                fs::remove_file(p).unwrap();
-            }
-        }
+        remove_index_files(repo);
     }
     let borg_count = s.python(
         Borg::V14,

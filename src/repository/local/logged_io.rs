@@ -12,7 +12,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::segment::{
-    self, Entry, EntryHeader, SegmentError, COMMIT_ENTRY, HEADER_SIZE, MAGIC, MAGIC_LEN,
+    self, read_full, Entry, EntryHeader, SegmentError, COMMIT_ENTRY, HEADER_SIZE, MAGIC, MAGIC_LEN,
     MAX_DATA_SIZE, PUT_HEADER_SIZE, TAG_PUT,
 };
 use crate::repository::{ObjectId, RepositoryError, MANIFEST_ID};
@@ -511,19 +511,6 @@ impl LoggedIo {
         }
         self.fds.clear();
     }
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// Writes a file atomically: a temp file in the same directory, fsync, rename over the

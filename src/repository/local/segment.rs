@@ -224,73 +224,6 @@ pub struct Entry {
     pub size: u32,
 }
 
-/// Parses and CRC-checks one entry from `bytes` (which start at the entry). Returns the entry
-/// and its data (for a PUT). `bytes` may extend past the entry.
-pub fn parse_entry(
-    bytes: &[u8],
-    segment: u64,
-    offset: u64,
-) -> Result<(Entry, &[u8]), SegmentError> {
-    if bytes.len() < HEADER_SIZE {
-        return Err(SegmentError::ShortHeader { segment, offset });
-    }
-    let mut head = [0u8; HEADER_SIZE];
-    head.copy_from_slice(&bytes[..HEADER_SIZE]);
-    let header = EntryHeader::parse(&head);
-    // Like LoggedIO._read with header_fmt: only the 9-byte minimum is enforced on the size.
-    if header.size as usize > MAX_OBJECT_SIZE {
-        header.check_size(segment, offset)?;
-    }
-    if (header.size as usize) < HEADER_SIZE {
-        return Err(SegmentError::BadSize {
-            size: header.size,
-            what: "too small",
-            segment,
-            offset,
-        });
-    }
-    let size = header.size as usize;
-    if bytes.len() < size {
-        return Err(SegmentError::ShortData {
-            segment,
-            offset,
-            expected: size - HEADER_SIZE,
-            got: bytes.len() - HEADER_SIZE,
-        });
-    }
-    if entry_crc(&[&bytes[4..size]]) != header.crc {
-        return Err(SegmentError::Checksum { segment, offset });
-    }
-    if header.tag > TAG_COMMIT {
-        return Err(SegmentError::BadTag { segment, offset });
-    }
-    let (key, data) = if header.tag == TAG_PUT || header.tag == TAG_DELETE {
-        if size < PUT_HEADER_SIZE {
-            // Too short to hold a key: borg reports this as a short read of the key.
-            return Err(SegmentError::ShortData {
-                segment,
-                offset,
-                expected: 32,
-                got: size - HEADER_SIZE,
-            });
-        }
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&bytes[HEADER_SIZE..PUT_HEADER_SIZE]);
-        (Some(key), &bytes[PUT_HEADER_SIZE..size])
-    } else {
-        (None, &bytes[HEADER_SIZE..size])
-    };
-    Ok((
-        Entry {
-            tag: header.tag,
-            key,
-            offset,
-            size: header.size,
-        },
-        data,
-    ))
-}
-
 /// Whether a whole segment file's bytes form a committed segment: magic, every entry valid,
 /// ends with COMMIT, and nothing but COMMITs after the first COMMIT
 /// (`LoggedIO.is_committed_segment`).
@@ -325,7 +258,8 @@ pub fn entries_end_committed<R: Read>(reader: R) -> bool {
     }
 }
 
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full or the input ends; returns how many bytes were read.
+pub fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
@@ -483,6 +417,13 @@ pub fn recover(bytes: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// Parses the one entry at the start of `bytes` (segment 0, offset 8).
+    fn parse(bytes: &[u8]) -> Result<(Entry, Vec<u8>), SegmentError> {
+        let mut reader = EntryReader::new(bytes, 0, 8);
+        let (entry, data) = reader.next_entry()?.expect("an entry");
+        Ok((entry, data.to_vec()))
+    }
+
     #[test]
     fn commit_entry_matches_its_crc() {
         assert_eq!(
@@ -497,13 +438,13 @@ mod tests {
         let put = put_entry(&id, b"hello");
         assert_eq!(put.len(), 46);
         assert_eq!(put_header(&id, b"hello"), put[..41]);
-        let (e, data) = parse_entry(&put, 3, 8).unwrap();
+        let (e, data) = parse(&put).unwrap();
         assert_eq!(e.tag, TAG_PUT);
         assert_eq!(e.key, Some(id));
         assert_eq!(data, b"hello");
         let del = delete_entry(&id);
         assert_eq!(del.len(), 41);
-        let (e, data) = parse_entry(&del, 3, 8).unwrap();
+        let (e, data) = parse(&del).unwrap();
         assert_eq!((e.tag, data.len()), (TAG_DELETE, 0));
     }
 
@@ -513,7 +454,7 @@ mod tests {
         let mut put = put_entry(&id, b"data");
         put[44] ^= 1;
         assert_eq!(
-            parse_entry(&put, 0, 8).unwrap_err(),
+            parse(&put).unwrap_err(),
             SegmentError::Checksum {
                 segment: 0,
                 offset: 8
@@ -521,7 +462,7 @@ mod tests {
         );
         let put = put_entry(&id, b"data");
         assert!(matches!(
-            parse_entry(&put[..20], 0, 8),
+            parse(&put[..20]),
             Err(SegmentError::ShortData { .. })
         ));
     }

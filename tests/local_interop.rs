@@ -1187,21 +1187,43 @@ fn repair_gives_the_same_bytes_as_borgs_repair() {
         .unwrap()
         .set_len(len - 700)
         .unwrap();
-    let theirs = s.dir.path().join("borg");
-    copy_dir(&ours, &theirs);
-    s.borg_ok(
-        Borg::V14,
-        &[
-            "check",
-            "--repository-only",
-            "--repair",
-            theirs.to_str().unwrap(),
-        ],
-    );
+    let copies: Vec<(Borg, PathBuf)> = BOTH
+        .iter()
+        .map(|&borg| {
+            let copy = s.dir.path().join(format!("{borg:?}"));
+            copy_dir(&ours, &copy);
+            let args = [
+                "check",
+                "--repository-only",
+                "--repair",
+                copy.to_str().unwrap(),
+            ];
+            s.borg_ok(borg, &args);
+            (borg, copy)
+        })
+        .collect();
     let mut r = open(&ours);
     assert!(r.check(true, 0).unwrap());
     r.close().unwrap();
-    assert_same_files(&theirs, &ours);
+    for (borg, theirs) in &copies {
+        match borg {
+            Borg::V14 => assert_same_files(theirs, &ours),
+            // Borg 1.2.4's rebuild does not fill the shadow index (1.4's does, and so does
+            // rborg), so its hints, and the integrity data over them, differ.
+            Borg::V12 => {
+                let skip = |m: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+                    m.into_iter()
+                        .filter(|(n, _)| !n.starts_with("hints.") && !n.starts_with("integrity."))
+                        .collect()
+                };
+                let (a, b) = (skip(repo_files(theirs)), skip(repo_files(&ours)));
+                assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+                for (name, bytes) in &a {
+                    assert!(b[name] == *bytes, "{name} differs from borg 1.2's repair");
+                }
+            }
+        }
+    }
 }
 
 /// Runs as the parent: starts this same test in a child process that writes without

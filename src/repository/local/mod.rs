@@ -875,7 +875,7 @@ impl LocalRepository {
             let mut reader = self.io()?.open_reader(seg)?;
             loop {
                 let (e, data) = match reader.next_entry() {
-                    Ok(Some((e, data))) => (e, Some(data.to_vec())),
+                    Ok(Some((e, data))) => (e, data),
                     Ok(None) => break,
                     Err(err) => return Err(RepositoryError::IntegrityError(err.to_string())),
                 };
@@ -886,12 +886,12 @@ impl LocalRepository {
                 let in_index = self.index.as_ref().and_then(|i| i.get(&key));
                 let is_current = in_index == Some((seg as u32, e.offset as u32));
                 if e.tag == TAG_PUT && is_current {
-                    let data = data.unwrap_or_default();
-                    let (new_seg, offset) = match self.io()?.write_put(&key, &data, true)? {
+                    // `data` borrows the reader's buffer, not the repository.
+                    let (new_seg, offset) = match self.io()?.write_put(&key, data, true)? {
                         Ok(r) => r,
                         Err(_) => {
                             self.complete_xfer(&mut unused, true)?;
-                            match self.io()?.write_put(&key, &data, false)? {
+                            match self.io()?.write_put(&key, data, false)? {
                                 Ok(r) => r,
                                 Err(full) => return Err(unexpected_full(full)),
                             }

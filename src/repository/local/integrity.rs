@@ -8,6 +8,7 @@
 
 use std::hash::Hasher as _;
 
+use sha2::{Digest, Sha512};
 use twox_hash::XxHash64;
 
 use crate::msgpack::{self, Value};
@@ -23,38 +24,73 @@ pub enum IntegrityFileError {
     Mismatch(String),
 }
 
-/// Running digests over one file, as `IntegrityCheckedFile` computes them.
-pub struct FileHasher {
-    hasher: XxHash64,
-    digests: Vec<(String, String)>,
+/// The checksum algorithms borg can verify (`SUPPORTED_ALGORITHMS`); it writes only XXH64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// XXH64, seed 0, digest as 16 hex digits (big-endian).
+    Xxh64,
+    /// SHA-512, digest as 128 hex digits.
+    Sha512,
 }
 
-fn feed_framed(hasher: &mut XxHash64, name: &str) {
-    hasher.write(format!("{:>10}", name.len()).as_bytes());
-    hasher.write(name.as_bytes());
+enum State {
+    Xxh64(XxHash64),
+    Sha512(Sha512),
+}
+
+impl State {
+    fn write(&mut self, data: &[u8]) {
+        match self {
+            State::Xxh64(h) => h.write(data),
+            State::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest so far; the state keeps running.
+    fn hexdigest(&self) -> String {
+        match self {
+            State::Xxh64(h) => hex::encode(h.finish().to_be_bytes()),
+            State::Sha512(h) => hex::encode(h.clone().finalize()),
+        }
+    }
+}
+
+/// Running digests over one file, as `IntegrityCheckedFile` computes them.
+pub struct FileHasher {
+    state: State,
+    digests: Vec<(String, String)>,
 }
 
 impl FileHasher {
     /// Starts hashing a file whose final base name is `basename` (e.g. `index.5`).
-    pub fn new(basename: &str) -> FileHasher {
-        let mut hasher = XxHash64::with_seed(0);
-        feed_framed(&mut hasher, basename);
-        FileHasher {
-            hasher,
+    pub fn new(algorithm: Algorithm, basename: &str) -> FileHasher {
+        let state = match algorithm {
+            Algorithm::Xxh64 => State::Xxh64(XxHash64::with_seed(0)),
+            Algorithm::Sha512 => State::Sha512(Sha512::new()),
+        };
+        let mut h = FileHasher {
+            state,
             digests: Vec::new(),
-        }
+        };
+        h.feed_framed(basename);
+        h
+    }
+
+    fn feed_framed(&mut self, name: &str) {
+        self.state.write(format!("{:>10}", name.len()).as_bytes());
+        self.state.write(name.as_bytes());
     }
 
     /// Feeds file bytes.
     pub fn update(&mut self, data: &[u8]) {
-        self.hasher.write(data);
+        self.state.write(data);
     }
 
     /// Records the digest of a named part, taken at file position `position`.
     pub fn part(&mut self, name: &str, position: u64) {
-        feed_framed(&mut self.hasher, name);
-        self.hasher.write(position.to_string().as_bytes());
-        let digest = hex::encode(self.hasher.finish().to_be_bytes());
+        self.feed_framed(name);
+        self.state.write(position.to_string().as_bytes());
+        let digest = self.state.hexdigest();
         self.digests.push((name.to_string(), digest));
     }
 
@@ -68,11 +104,12 @@ impl FileHasher {
 /// Digests of a whole file held in memory. `header_part` names an intermediate part taken
 /// after that many bytes (the index's `HashHeader` after 18 bytes).
 pub fn file_digests(
+    algorithm: Algorithm,
     basename: &str,
     data: &[u8],
     header_part: Option<(&str, usize)>,
 ) -> Vec<(String, String)> {
-    let mut h = FileHasher::new(basename);
+    let mut h = FileHasher::new(algorithm, basename);
     match header_part {
         Some((name, at)) if at <= data.len() => {
             h.update(&data[..at]);
@@ -103,9 +140,9 @@ fn json_str(s: &str) -> String {
 /// What the integrity data says to verify for one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expected {
-    /// Verify these digests (part name → hex).
-    Xxh64(Vec<(String, String)>),
-    /// An algorithm we do not implement: borg warns and skips the check.
+    /// Verify these digests (part name → hex) computed with this algorithm.
+    Digests(Algorithm, Vec<(String, String)>),
+    /// An algorithm borg does not know: it warns and skips the check.
     Unverifiable(String),
 }
 
@@ -124,14 +161,16 @@ pub fn parse_digests_json(path: &str, json: &str) -> Result<Expected, IntegrityF
     if !digests.contains_key("final") {
         return Err(bad());
     }
-    if algorithm != "XXH64" {
-        return Ok(Expected::Unverifiable(algorithm.to_string()));
-    }
+    let algorithm = match algorithm {
+        "XXH64" => Algorithm::Xxh64,
+        "SHA512" => Algorithm::Sha512,
+        other => return Ok(Expected::Unverifiable(other.to_string())),
+    };
     let mut out = Vec::new();
     for (k, d) in digests {
         out.push((k.clone(), d.as_str().ok_or_else(bad)?.to_string()));
     }
-    Ok(Expected::Xxh64(out))
+    Ok(Expected::Digests(algorithm, out))
 }
 
 /// Checks computed digests against expected ones: every computed part must match its expected
@@ -187,7 +226,7 @@ mod tests {
             h.write(b"         7hints.1         5final0");
             hex::encode(h.finish().to_be_bytes())
         };
-        let d = file_digests("hints.1", b"", None);
+        let d = file_digests(Algorithm::Xxh64, "hints.1", b"", None);
         assert_eq!(d, vec![("final".to_string(), manual)]);
     }
 
@@ -202,16 +241,42 @@ mod tests {
             j,
             r#"{"algorithm": "XXH64", "digests": {"HashHeader": "00", "final": "ff"}}"#
         );
-        assert_eq!(parse_digests_json("x", &j).unwrap(), Expected::Xxh64(d));
+        assert_eq!(
+            parse_digests_json("x", &j).unwrap(),
+            Expected::Digests(Algorithm::Xxh64, d)
+        );
+    }
+
+    #[test]
+    fn sha512_digests_are_running_and_framed() {
+        let manual = hex::encode(Sha512::digest(b"         7hints.1abc         5final3"));
+        let d = file_digests(Algorithm::Sha512, "hints.1", b"abc", None);
+        assert_eq!(d, vec![("final".to_string(), manual)]);
+        let j = r#"{"algorithm": "SHA512", "digests": {"final": "00"}}"#;
+        assert!(matches!(
+            parse_digests_json("x", j),
+            Ok(Expected::Digests(Algorithm::Sha512, _))
+        ));
+        let j = r#"{"algorithm": "MD5", "digests": {"final": "00"}}"#;
+        assert_eq!(
+            parse_digests_json("x", j),
+            Ok(Expected::Unverifiable("MD5".into()))
+        );
+        assert!(parse_digests_json("x", r#"{"algorithm": "XXH64"}"#).is_err());
     }
 
     #[test]
     fn verify_detects_changes() {
         let data = b"some index bytes here";
-        let good = file_digests("index.3", data, Some(("HashHeader", 18)));
+        let good = file_digests(Algorithm::Xxh64, "index.3", data, Some(("HashHeader", 18)));
         let mut changed = data.to_vec();
         changed[20] ^= 1;
-        let bad = file_digests("index.3", &changed, Some(("HashHeader", 18)));
+        let bad = file_digests(
+            Algorithm::Xxh64,
+            "index.3",
+            &changed,
+            Some(("HashHeader", 18)),
+        );
         assert!(verify("i", &good, &good).is_ok());
         assert!(verify("i", &good, &bad).is_err());
         // The header digest still matches: only the data after it changed.

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use self::config::{format_file_size, parse_bool, parse_file_size, parse_int, IniFile};
 use self::hashindex::NsIndex;
 use self::hints::Hints;
-use self::integrity::{Expected, IntegrityFileError};
+use self::integrity::{Algorithm, Expected, IntegrityFileError};
 use self::lock::Lock;
 use self::logged_io::{save_file, sync_dir, LoggedIo};
 use self::ordered::OrderedMap;
@@ -418,8 +418,8 @@ impl LocalRepository {
             Err(e) => return Err(LoadError::Broken(e.to_string())),
         };
         match expected {
-            Some(Expected::Xxh64(digests)) => {
-                let computed = integrity::file_digests(name, &bytes, header_part);
+            Some(Expected::Digests(algorithm, digests)) => {
+                let computed = integrity::file_digests(algorithm, name, &bytes, header_part);
                 integrity::verify(&path.display().to_string(), &digests, &computed)
                     .map_err(|e: IntegrityFileError| LoadError::Broken(e.to_string()))?;
             }
@@ -725,11 +725,16 @@ impl LocalRepository {
         };
         let hints_bytes = hints.encode();
         let hints_name = format!("hints.{tid}");
-        let hints_digests = integrity::file_digests(&hints_name, &hints_bytes, None);
+        let hints_digests =
+            integrity::file_digests(Algorithm::Xxh64, &hints_name, &hints_bytes, None);
         let index_bytes = self.index.get_or_insert_with(NsIndex::default).to_bytes();
         let index_name = format!("index.{tid}");
-        let index_digests =
-            integrity::file_digests(&index_name, &index_bytes, Some(("HashHeader", 18)));
+        let index_digests = integrity::file_digests(
+            Algorithm::Xxh64,
+            &index_name,
+            &index_bytes,
+            Some(("HashHeader", 18)),
+        );
         let integrity_bytes = integrity::encode_integrity_file(
             &integrity::digests_json(&hints_digests),
             &integrity::digests_json(&index_digests),

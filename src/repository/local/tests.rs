@@ -361,3 +361,42 @@ fn version_1_hints_are_upgraded() {
     assert!(repo.check(false, 0).unwrap());
     repo.close().unwrap();
 }
+
+#[test]
+fn destroy_and_break_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let mut repo = LocalRepository::create(&path, &exclusive(), &settings()).unwrap();
+    repo.put(&id(1), b"one".to_vec()).unwrap();
+    repo.commit(CommitOptions::default()).unwrap();
+    // Someone else's lock (another host, presumed alive) is removed by break_lock.
+    repo.close().unwrap();
+    let mut other = lock::Lock::new(&path, "elsewhere@7", true, Some(0.1));
+    other.acquire().unwrap();
+    let blocked = OpenOptions {
+        lock_wait: Some(0.2),
+        ..exclusive()
+    };
+    assert!(matches!(
+        LocalRepository::open(&path, &blocked, &settings()),
+        Err(RepositoryError::LockTimeout(_))
+    ));
+    let unlocked = OpenOptions {
+        lock: false,
+        ..OpenOptions::default()
+    };
+    LocalRepository::open(&path, &unlocked, &settings())
+        .unwrap()
+        .break_lock()
+        .unwrap();
+    std::mem::forget(other);
+    let mut repo = LocalRepository::open(&path, &blocked, &settings()).unwrap();
+    repo.destroy().unwrap();
+    assert!(!path.exists());
+    // A file is not a repository.
+    fs::write(&path, b"x").unwrap();
+    assert!(matches!(
+        LocalRepository::open(&path, &exclusive(), &settings()),
+        Err(RepositoryError::InvalidRepository(_))
+    ));
+}

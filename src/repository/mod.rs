@@ -7,6 +7,7 @@
 
 mod error;
 pub mod remote;
+pub mod local;
 
 pub use error::RepositoryError;
 

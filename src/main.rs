@@ -1,6 +1,8 @@
 //! The `rborg` command line: parses arguments, calls the library, prints, and exits with borg's
 //! exit codes.
 
-fn main() {
-    eprintln!("rborg {}", env!("CARGO_PKG_VERSION"));
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

@@ -678,7 +678,10 @@ fn borg_1_4_5_atime_and_slashdot_root() {
     check(Case {
         borg: peer(
             "RBORG_BORG14",
-            "/work/main/target/peers/borg-1.4.5/bin/borg",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/target/peers/borg-1.4.5/bin/borg"
+            ),
         ),
         label: "borg 1.4.5",
         root: |base| {
@@ -815,7 +818,10 @@ fn one_file_system_borg_1_4_5() {
     check_one_file_system(
         peer(
             "RBORG_BORG14",
-            "/work/main/target/peers/borg-1.4.5/bin/borg",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/target/peers/borg-1.4.5/bin/borg"
+            ),
         ),
         "borg 1.4.5",
     );
@@ -827,7 +833,10 @@ fn one_file_system_borg_1_4_5() {
 fn missing_root_warning_borg_1_4_5() {
     let borg_path = peer(
         "RBORG_BORG14",
-        "/work/main/target/peers/borg-1.4.5/bin/borg",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/peers/borg-1.4.5/bin/borg"
+        ),
     );
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();

@@ -190,13 +190,13 @@ fn borg_written(seed: &str, count: usize) -> BTreeMap<String, String> {
 }
 
 fn settings() -> LocalSettings {
-    LocalSettings::from_env()
+    LocalSettings::from_env(&rborg::settings::Environment::from_process())
 }
 
 fn small_segments() -> LocalSettings {
     LocalSettings {
         new_segment_limits: Some((64 * 1024, 4)),
-        ..LocalSettings::from_env()
+        ..LocalSettings::from_env(&rborg::settings::Environment::from_process())
     }
 }
 

@@ -64,7 +64,7 @@ fn sample_and_example_configs_parse() {
     assert_eq!(c.effective_checks().len(), 3);
     assert!(c.pushgateway.is_some());
     // `validate` is what `rborg config validate` calls.
-    rborg::ops::validate(&example).unwrap();
+    rborg::ops::validate(&example, &rborg::settings::Environment::from_process()).unwrap();
 }
 
 #[test]
@@ -117,7 +117,8 @@ fn bad_config_files_name_the_line() {
     for (what, text, line, key) in cases {
         let path = dir.path().join("config.yaml");
         fs::write(&path, text).unwrap();
-        let err = rborg::ops::validate(&path).unwrap_err();
+        let err =
+            rborg::ops::validate(&path, &rborg::settings::Environment::from_process()).unwrap_err();
         let shown = err.to_string();
         match &err {
             ConfigError::Invalid { line: Some(l), .. } => {

@@ -51,15 +51,10 @@ fn borg12() -> Peer {
 }
 
 fn borg14() -> Peer {
-    let local = concat!(
+    let default = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/target/peers/borg-1.4.5/bin/borg"
     );
-    let default = if Path::new(local).is_file() {
-        local
-    } else {
-        "/work/main/target/peers/borg-1.4.5/bin/borg"
-    };
     peer("RBORG_BORG14", default, BorgVersion::V1_4_5)
 }
 

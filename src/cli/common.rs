@@ -4,6 +4,12 @@
 use clap::{ArgAction, Args};
 use log::LevelFilter;
 
+use rborg::repository::{AccessSettings, OpenOptions};
+use rborg::settings::Environment;
+use rborg::transport::{ServeLogLevel, SshKind};
+
+use super::CliError;
+
 /// borg's common options.
 #[derive(Debug, Clone, Args)]
 pub struct CommonOptions {
@@ -35,7 +41,12 @@ pub struct CommonOptions {
     #[arg(long = "log-json", global = true)]
     pub log_json: bool,
     /// Wait at most SECONDS for acquiring a repository/cache lock.
-    #[arg(long = "lock-wait", value_name = "SECONDS", default_value_t = 1, global = true)]
+    #[arg(
+        long = "lock-wait",
+        value_name = "SECONDS",
+        default_value_t = 1,
+        global = true
+    )]
     pub lock_wait: u64,
     /// Do not take any locks (dangerous).
     #[arg(long = "bypass-lock", global = true)]
@@ -53,10 +64,20 @@ pub struct CommonOptions {
     #[arg(long = "remote-path", value_name = "PATH", global = true)]
     pub remote_path: Option<String>,
     /// Set network upload rate limit in kiByte/s (0 = unlimited).
-    #[arg(long = "upload-ratelimit", visible_alias = "remote-ratelimit", value_name = "RATE", global = true)]
+    #[arg(
+        long = "upload-ratelimit",
+        visible_alias = "remote-ratelimit",
+        value_name = "RATE",
+        global = true
+    )]
     pub upload_ratelimit: Option<u64>,
     /// Set network upload buffer size in MiB.
-    #[arg(long = "upload-buffer", visible_alias = "remote-buffer", value_name = "UPLOAD_BUFFER", global = true)]
+    #[arg(
+        long = "upload-buffer",
+        visible_alias = "remote-buffer",
+        value_name = "UPLOAD_BUFFER",
+        global = true
+    )]
     pub upload_buffer: Option<u64>,
     /// Use this command to connect to the 'borg serve' process (default: 'ssh').
     #[arg(long, value_name = "RSH", global = true)]
@@ -83,18 +104,46 @@ impl CommonOptions {
         }
     }
 
-    /// The option borg's client passes to `borg serve` for this log level.
-    pub fn serve_log_option(&self) -> Option<&'static str> {
+    /// The log level borg's client passes to `borg serve` (`--debug`, `--info`, …).
+    pub fn serve_log_level(&self) -> ServeLogLevel {
         if self.debug {
-            Some("--debug")
+            ServeLogLevel::Debug
         } else if self.info {
-            Some("--info")
+            ServeLogLevel::Info
         } else if self.critical {
-            Some("--critical")
+            ServeLogLevel::Critical
         } else if self.error {
-            Some("--error")
+            ServeLogLevel::Error
         } else {
-            None
+            ServeLogLevel::Warning
+        }
+    }
+
+    /// How to reach repositories, from these options and the environment.
+    pub fn access(&self, env: &Environment) -> Result<AccessSettings, CliError> {
+        let kind = match self.transport.as_str() {
+            "ssh" => SshKind::Process,
+            "ssh2" | "libssh2" => SshKind::Libssh2,
+            other => {
+                return Err(CliError::usage(format!(
+                    "--transport: unknown transport {other:?} (use ssh or ssh2)"
+                )))
+            }
+        };
+        let mut access =
+            AccessSettings::from_env(env, self.rsh.clone(), self.remote_path.clone(), kind);
+        access.ssh.serve.log_level = self.serve_log_level();
+        access.ssh.serve.debug_topics = self.debug_topics.clone();
+        Ok(access)
+    }
+
+    /// The `lock_wait` of an `open` (`--lock-wait`, seconds).
+    pub fn open_options(&self, exclusive: bool) -> OpenOptions {
+        OpenOptions {
+            lock: !self.bypass_lock,
+            exclusive,
+            lock_wait: Some(self.lock_wait as f64),
+            ..OpenOptions::default()
         }
     }
 }

@@ -4,8 +4,6 @@
 //! with `BORG_EXIT_CODES=modern` gives each error and warning class its own code; rborg follows
 //! that table for the errors it can raise.
 
-use std::process::ExitCode;
-
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
@@ -36,11 +34,6 @@ impl Outcome {
             Outcome::Warning(_) => "warning",
             Outcome::Error(_) => "error",
         }
-    }
-
-    /// As a process exit code.
-    pub fn exit_code(self, modern: bool) -> ExitCode {
-        ExitCode::from(self.code(modern))
     }
 }
 

@@ -6,6 +6,7 @@ mod common;
 mod error;
 mod exit;
 mod logging;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ enum Command {
     /// Check or write a configuration file for `rborg run`.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Start borg's repository server process (stdin/stdout) over local repositories.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,7 +42,12 @@ enum ConfigCommand {
     /// Check a configuration file; errors name the line.
     Validate {
         /// The configuration file.
-        #[arg(short = 'c', long = "config", value_name = "FILE", default_value = "/etc/rborg/config.yaml")]
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "FILE",
+            default_value = "/etc/rborg/config.yaml"
+        )]
         config: std::path::PathBuf,
     },
     /// Print a commented sample configuration.
@@ -93,12 +101,12 @@ pub fn main() -> ExitCode {
 fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
     match command {
         Command::Config(ConfigCommand::Validate { config }) => {
-            rborg::ops::config::validate(&config)?;
+            rborg::ops::config::validate(&config, &ctx.env)?;
             println!("{}: valid", config.display());
             Ok(Outcome::Success)
         }
+        Command::Serve(args) => serve::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {
-            let _ = ctx;
             print!("{}", rborg::ops::config::generate_sample());
             Ok(Outcome::Success)
         }

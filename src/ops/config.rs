@@ -1237,9 +1237,12 @@ pub fn parse_keep_within(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(count * secs))
 }
 
-/// Reads and validates `path`, for `rborg config validate`.
-pub fn validate(path: &Path) -> Result<Config, ConfigError> {
-    let env: BTreeMap<String, String> = std::env::vars().collect();
+/// Reads and validates `path`, for `rborg config validate`, with `${VAR}` taken from `env`.
+pub fn validate(path: &Path, env: &crate::settings::Environment) -> Result<Config, ConfigError> {
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v.to_str()?.to_string())))
+        .collect();
     Config::load(path, &env)
 }
 

@@ -6,10 +6,12 @@
 //! local repository in borg's on-disk format.
 
 mod error;
-pub mod remote;
 pub mod local;
+mod open;
+pub mod remote;
 
 pub use error::RepositoryError;
+pub use open::{open_repository, AccessSettings};
 
 /// A 32-byte object id (a chunk id, an archive id, or the manifest id).
 pub type ObjectId = [u8; 32];

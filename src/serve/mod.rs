@@ -648,3 +648,46 @@ impl From<RepositoryError> for CallError {
 
 #[cfg(test)]
 mod tests;
+
+/// Opens repositories with the native local repository (what `rborg serve` uses).
+pub struct LocalOpener {
+    /// Settings of the local repository (host id for locks).
+    pub settings: crate::repository::local::LocalSettings,
+}
+
+impl RepositoryOpener for LocalOpener {
+    fn open(&self, request: &OpenRequest) -> Result<Box<dyn Repository>, RepositoryError> {
+        let mut settings = self.settings.clone();
+        if request.storage_quota.is_some() {
+            settings.storage_quota = request.storage_quota;
+        }
+        let repo = crate::repository::local::LocalRepository::open(
+            &request.path,
+            &request.options,
+            &settings,
+        )?;
+        Ok(Box::new(repo))
+    }
+}
+
+/// Parses a `--storage-quota` value with borg's decimal units (`10M` = 10,000,000 bytes); it
+/// must be 0 or at least 10M, as borg requires.
+pub fn parse_storage_quota(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 1e3),
+        Some('M') => (&t[..t.len() - 1], 1e6),
+        Some('G') => (&t[..t.len() - 1], 1e9),
+        Some('T') => (&t[..t.len() - 1], 1e12),
+        Some('P') => (&t[..t.len() - 1], 1e15),
+        _ => (t, 1.0),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid storage quota {text:?}"))?;
+    let bytes = (n * mult) as u64;
+    if bytes != 0 && bytes < 10_000_000 {
+        return Err(format!("quota is too small (<10M): {text}"));
+    }
+    Ok(bytes)
+}

@@ -47,11 +47,15 @@ pub fn borg12() -> Peer {
     find_peer("RBORG_BORG12", "/usr/bin/borg", "1.2")
 }
 
-/// borg 1.4.5 (`RBORG_BORG14`, default the peer installed under /work/main/target/peers).
+/// borg 1.4.5 (`RBORG_BORG14`, default the peer `scripts/install-peers.sh` builds under
+/// `target/peers`).
 pub fn borg14() -> Peer {
     find_peer(
         "RBORG_BORG14",
-        "/work/main/target/peers/borg-1.4.5/bin/borg",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/peers/borg-1.4.5/bin/borg"
+        ),
         "1.4",
     )
 }

@@ -64,10 +64,11 @@ pub struct LocalSettings {
 
 impl LocalSettings {
     /// Settings from the environment: `BORG_HOST_ID`, else borg's computed host id.
-    pub fn from_env() -> LocalSettings {
-        let host_id = std::env::var("BORG_HOST_ID")
-            .ok()
+    pub fn from_env(env: &crate::settings::Environment) -> LocalSettings {
+        let host_id = env
+            .get("BORG_HOST_ID")
             .filter(|h| !h.is_empty())
+            .map(str::to_string)
             .unwrap_or_else(lock::default_host_id);
         LocalSettings {
             host_id,

@@ -6,5 +6,7 @@
 //! borg does; [`msgpack`] is borg's dialect of msgpack.
 #![warn(missing_docs)]
 
+pub mod crypto;
+pub mod manifest;
 pub mod msgpack;
 pub mod repository;

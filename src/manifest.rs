@@ -1,0 +1,771 @@
+//! The manifest: the list of archives, stored under the id of 32 zero bytes
+//! (`helpers/manifest.py`, spec archive.md §1).
+//!
+//! Reading: decrypt the envelope (no id check), decompress, verify the TAM over the received
+//! bytes, unpack. Writing: a map with sorted keys `archives, config, item_keys, tam, timestamp,
+//! version`, `version` 1, a strictly increasing `timestamp`, `config.tam_required` set for keys
+//! that require a TAM, and a fresh TAM on every write.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::crypto::envelope::EnvelopeError;
+use crate::crypto::nonces::{NonceError, NonceManager};
+use crate::crypto::security::{SecurityDir, SecurityError};
+use crate::crypto::tam::{TamContext, TamError};
+use crate::crypto::Key;
+use crate::msgpack::Value;
+use crate::repository::{ObjectId, Repository, RepositoryError, MANIFEST_ID};
+
+/// Borg 1.x's item keys (`ITEM_KEYS`), the `item_keys` of every manifest it writes.
+pub const ITEM_KEYS: [&str; 23] = [
+    "acl_access",
+    "acl_default",
+    "acl_extended",
+    "acl_nfs4",
+    "atime",
+    "birthtime",
+    "bsdflags",
+    "chunks",
+    "chunks_healthy",
+    "ctime",
+    "gid",
+    "group",
+    "hardlink_master",
+    "mode",
+    "mtime",
+    "part",
+    "path",
+    "rdev",
+    "size",
+    "source",
+    "uid",
+    "user",
+    "xattrs",
+];
+
+/// Most archives a manifest may list (`MAX_ARCHIVES`).
+pub const MAX_ARCHIVES: usize = 400_000;
+
+/// Turns plaintext into an envelope payload and back. The compress module provides the full
+/// set (lz4, zstd, zlib, lzma, auto, obfuscate); [`Lz4Codec`] is enough for manifests.
+pub trait PayloadCodec {
+    /// Compresses `data` into a payload with borg's 2-byte header.
+    fn compress(&self, data: &[u8]) -> Vec<u8>;
+    /// Decompresses a payload, detecting the compressor from its header.
+    fn decompress(&self, payload: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// Borg's default manifest compression: lz4 when it saves space, else none. Reads `none` and
+/// `lz4` payloads only.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Lz4Codec;
+
+impl PayloadCodec for Lz4Codec {
+    fn compress(&self, data: &[u8]) -> Vec<u8> {
+        let lz4 = lz4_flex::block::compress(data);
+        if lz4.len() < data.len() {
+            [&[1u8, 0][..], &lz4].concat()
+        } else {
+            [&[0u8, 0][..], data].concat()
+        }
+    }
+
+    fn decompress(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        match payload {
+            [0, 0, rest @ ..] => Ok(rest.to_vec()),
+            [1, 0, rest @ ..] => {
+                // lz4 blocks carry no size; grow the buffer like borg does.
+                let mut size = (rest.len() * 3).max(1 << 16);
+                loop {
+                    match lz4_flex::block::decompress(rest, size) {
+                        Ok(d) => return Ok(d),
+                        Err(_) if size < 128 << 20 => size = size * 3 / 2,
+                        Err(e) => return Err(format!("lz4 decompression failed: {e}")),
+                    }
+                }
+            }
+            _ => Err("payload is not none or lz4 compressed".into()),
+        }
+    }
+}
+
+/// Why the manifest cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The repository has no manifest (`NoManifestError`).
+    #[error("Repository has no manifest.")]
+    NoManifest,
+    /// The envelope did not open.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// The payload did not decompress.
+    #[error("manifest: {0}")]
+    Decompress(String),
+    /// The TAM is missing, invalid or unsupported.
+    #[error(transparent)]
+    Tam(#[from] TamError),
+    /// A field has the wrong type or value.
+    #[error("invalid manifest: {0}")]
+    Invalid(String),
+    /// The repository needs a feature this client lacks (`MandatoryFeatureUnsupported`).
+    #[error("Unsupported repository feature(s) {0:?}. A newer version of borg is required to access this repository.")]
+    MandatoryFeatureUnsupported(Vec<String>),
+    /// An archive of that name exists (`Archive.AlreadyExists`).
+    #[error("Archive {0} already exists")]
+    ArchiveExists(String),
+    /// No archive of that name (`Archive.DoesNotExist`).
+    #[error("Archive {0} does not exist")]
+    ArchiveNotFound(String),
+    /// Too many archives or too long a name for borg's reader.
+    #[error("manifest limits exceeded: {0}")]
+    Limits(String),
+    /// No counter values for the envelope.
+    #[error(transparent)]
+    Nonce(#[from] NonceError),
+    /// The security dir could not be updated.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    /// The repository failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+/// The operations a command performs, for the feature-flag check (`Manifest.Operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Reading archives.
+    Read,
+    /// Checking.
+    Check,
+    /// Writing archives.
+    Write,
+    /// Deleting archives.
+    Delete,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::Check => "check",
+            Operation::Write => "write",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// One manifest entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveEntry {
+    /// The archive metadata object's id.
+    pub id: ObjectId,
+    /// The archive's start time, naive UTC `%Y-%m-%dT%H:%M:%S.%f`.
+    pub time: String,
+}
+
+/// The manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// Archives by name (raw bytes, UTF-8 in practice).
+    pub archives: BTreeMap<Vec<u8>, ArchiveEntry>,
+    /// The timestamp of the last write; `None` before the first.
+    pub timestamp: Option<String>,
+    /// The `config` map, kept as read so unknown content survives a rewrite.
+    pub config: Value,
+    /// Item keys known to the repository.
+    pub item_keys: BTreeSet<Vec<u8>>,
+    /// Whether the last load or write carried a valid TAM.
+    pub tam_verified: bool,
+    /// `id_hash` of the last plaintext read or written (identifies the manifest version).
+    pub id: Option<ObjectId>,
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest::new()
+    }
+}
+
+/// How to order [`Manifest::list`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    /// By the archive time.
+    Timestamp,
+    /// By name.
+    Name,
+    /// By id.
+    Id,
+}
+
+impl Manifest {
+    /// An empty manifest, as `borg init` writes it.
+    pub fn new() -> Manifest {
+        Manifest {
+            archives: BTreeMap::new(),
+            timestamp: None,
+            config: Value::Map(vec![]),
+            item_keys: ITEM_KEYS.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            tam_verified: false,
+            id: None,
+        }
+    }
+
+    /// Reads the manifest object from the repository. Returns the envelope too: the nonce
+    /// manager starts past it.
+    pub fn load(
+        repository: &mut dyn Repository,
+        key: &Key,
+        codec: &dyn PayloadCodec,
+        force_tam_not_required: bool,
+    ) -> Result<(Manifest, Vec<u8>), ManifestError> {
+        let envelope = match repository.get(&MANIFEST_ID) {
+            Ok(e) => e,
+            Err(RepositoryError::ObjectNotFound { .. }) => return Err(ManifestError::NoManifest),
+            Err(e) => return Err(e.into()),
+        };
+        let m = Manifest::from_envelope(key, &envelope, codec, force_tam_not_required)?;
+        Ok((m, envelope))
+    }
+
+    /// Opens a manifest envelope.
+    pub fn from_envelope(
+        key: &Key,
+        envelope: &[u8],
+        codec: &dyn PayloadCodec,
+        force_tam_not_required: bool,
+    ) -> Result<Manifest, ManifestError> {
+        let payload = key.decrypt(None, envelope)?;
+        let plaintext = codec
+            .decompress(&payload)
+            .map_err(ManifestError::Decompress)?;
+        Manifest::from_plaintext(key, &plaintext, force_tam_not_required)
+    }
+
+    /// Verifies and reads manifest plaintext (msgpack).
+    pub fn from_plaintext(
+        key: &Key,
+        data: &[u8],
+        force_tam_not_required: bool,
+    ) -> Result<Manifest, ManifestError> {
+        let (dict, status) = key.unpack_and_verify_manifest(data, force_tam_not_required)?;
+        let invalid = |m: &str| ManifestError::Invalid(m.to_string());
+        match dict.get("version").and_then(Value::as_u64) {
+            Some(1 | 2) => {}
+            _ => return Err(invalid("Invalid manifest version")),
+        }
+        let mut archives = BTreeMap::new();
+        let raw_archives = dict
+            .get("archives")
+            .and_then(Value::as_map)
+            .ok_or_else(|| invalid("no archives map"))?;
+        for (name, entry) in raw_archives {
+            let name = name
+                .as_bytes()
+                .ok_or_else(|| invalid("archive name is not a string"))?;
+            let id: ObjectId = entry
+                .get("id")
+                .and_then(Value::as_bytes)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| invalid("archive id is not 32 bytes"))?;
+            let time = entry
+                .get("time")
+                .and_then(Value::as_bytes)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .ok_or_else(|| invalid("archive time missing"))?;
+            archives.insert(name.to_vec(), ArchiveEntry { id, time });
+        }
+        let config = match dict.get("config") {
+            Some(c @ Value::Map(_)) => c.clone(),
+            None => Value::Map(vec![]),
+            Some(_) => return Err(invalid("config is not a map")),
+        };
+        let mut item_keys: BTreeSet<Vec<u8>> =
+            ITEM_KEYS.iter().map(|k| k.as_bytes().to_vec()).collect();
+        if let Some(keys) = dict.get("item_keys").and_then(Value::as_array) {
+            item_keys.extend(keys.iter().filter_map(Value::as_bytes).map(<[u8]>::to_vec));
+        }
+        let timestamp = dict
+            .get("timestamp")
+            .and_then(Value::as_bytes)
+            .map(|b| String::from_utf8_lossy(b).into_owned());
+        Ok(Manifest {
+            archives,
+            timestamp,
+            config,
+            item_keys,
+            tam_verified: status.is_verified(),
+            id: Some(key.id_hash(data)),
+        })
+    }
+
+    /// Refuses operations the repository marks as needing features this client lacks
+    /// (`check_repository_compatibility`; borg 1.x supports none).
+    pub fn check_repository_compatibility(
+        &self,
+        operations: &[Operation],
+    ) -> Result<(), ManifestError> {
+        let Some(flags) = self.config.get("feature_flags") else {
+            return Ok(());
+        };
+        for op in operations {
+            if let Some(mandatory) = flags
+                .get(op.name())
+                .and_then(|r| r.get("mandatory"))
+                .and_then(Value::as_array)
+            {
+                let names: Vec<String> = mandatory
+                    .iter()
+                    .filter_map(Value::as_bytes)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .collect();
+                if !names.is_empty() {
+                    return Err(ManifestError::MandatoryFeatureUnsupported(names));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a TAM-verified load, makes the security dir's `tam_required` marker follow
+    /// `config.tam_required` (`Manifest.load`).
+    pub fn sync_tam_required(&self, security: &SecurityDir) -> Result<(), ManifestError> {
+        if !self.tam_verified {
+            return Ok(());
+        }
+        let required = self
+            .config
+            .get("tam_required")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if required != security.tam_required() {
+            security.set_tam_required(required)?;
+        }
+        Ok(())
+    }
+
+    /// The manifest as a msgpack value, without the TAM.
+    pub fn to_value(&self) -> Value {
+        let archives = self
+            .archives
+            .iter()
+            .map(|(name, e)| {
+                (
+                    Value::Raw(name.clone()),
+                    Value::map([("id", Value::bytes(&e.id)), ("time", Value::str(&e.time))]),
+                )
+            })
+            .collect();
+        Value::map([
+            ("archives", Value::Map(archives)),
+            ("config", self.config.clone()),
+            (
+                "item_keys",
+                Value::Array(
+                    self.item_keys
+                        .iter()
+                        .map(|k| Value::Raw(k.clone()))
+                        .collect(),
+                ),
+            ),
+            ("timestamp", Value::from(self.timestamp.clone())),
+            ("version", Value::from(1)),
+        ])
+    }
+
+    /// Advances the timestamp (`Manifest.write`): now on the first write, later
+    /// `max(previous + 1 µs, now)` compared as formatted strings.
+    pub fn advance_timestamp(&mut self, now: SystemTime) {
+        let now_text = format_timestamp(micros_since_epoch(now));
+        self.timestamp = Some(match self.timestamp.as_deref().and_then(parse_timestamp) {
+            None => now_text,
+            Some(prev) => format_timestamp(prev + 1).max(now_text),
+        });
+    }
+
+    /// Packs the manifest for writing at time `now`: timestamp rule, `tam_required` in config
+    /// when the key requires it, limits, and a fresh TAM. Sets `id` and `tam_verified`.
+    pub fn pack(&mut self, key: &Key, now: SystemTime) -> Result<Vec<u8>, ManifestError> {
+        if key.tam_required() {
+            if self.config.as_map().is_none() {
+                self.config = Value::Map(vec![]);
+            }
+            self.config.insert("tam_required", Value::Bool(true));
+        }
+        self.advance_timestamp(now);
+        if self.archives.len() > MAX_ARCHIVES {
+            return Err(ManifestError::Limits(format!(
+                "{} archives",
+                self.archives.len()
+            )));
+        }
+        if let Some(long) = self
+            .archives
+            .keys()
+            .find(|n| String::from_utf8_lossy(n).chars().count() > 255)
+        {
+            return Err(ManifestError::Limits(format!(
+                "archive name of {} bytes",
+                long.len()
+            )));
+        }
+        if self.item_keys.len() > 100 {
+            return Err(ManifestError::Limits(format!(
+                "{} item keys",
+                self.item_keys.len()
+            )));
+        }
+        let data = key.pack_and_authenticate(&self.to_value(), TamContext::Manifest)?;
+        self.tam_verified = true;
+        self.id = Some(key.id_hash(&data));
+        Ok(data)
+    }
+
+    /// Writes the manifest (`Manifest.write`): pack, compress, encrypt with counter values from
+    /// `nonces`, and put it under the manifest id. The caller commits.
+    pub fn write(
+        &mut self,
+        repository: &mut dyn Repository,
+        key: &Key,
+        nonces: &mut NonceManager,
+        codec: &dyn PayloadCodec,
+    ) -> Result<(), ManifestError> {
+        let data = self.pack(key, SystemTime::now())?;
+        let payload = codec.compress(&data);
+        let envelope = key.encrypt_next(nonces, repository, &payload)?;
+        repository.put(&MANIFEST_ID, envelope)?;
+        Ok(())
+    }
+
+    /// Adds an archive; an existing name is an error.
+    pub fn add_archive(
+        &mut self,
+        name: &str,
+        id: ObjectId,
+        time: &str,
+    ) -> Result<(), ManifestError> {
+        if self.archives.contains_key(name.as_bytes()) {
+            return Err(ManifestError::ArchiveExists(name.to_string()));
+        }
+        self.archives.insert(
+            name.as_bytes().to_vec(),
+            ArchiveEntry {
+                id,
+                time: time.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Looks an archive up by name.
+    pub fn archive(&self, name: &str) -> Option<&ArchiveEntry> {
+        self.archives.get(name.as_bytes())
+    }
+
+    /// Removes an archive and returns its entry.
+    pub fn remove_archive(&mut self, name: &str) -> Result<ArchiveEntry, ManifestError> {
+        self.archives
+            .remove(name.as_bytes())
+            .ok_or_else(|| ManifestError::ArchiveNotFound(name.to_string()))
+    }
+
+    /// Renames an archive whose metadata was rewritten under `new_id` (`Archive.set_meta`).
+    pub fn rename_archive(
+        &mut self,
+        old: &str,
+        new: &str,
+        new_id: ObjectId,
+    ) -> Result<(), ManifestError> {
+        if self.archives.contains_key(new.as_bytes()) {
+            return Err(ManifestError::ArchiveExists(new.to_string()));
+        }
+        let entry = self.remove_archive(old)?;
+        self.archives.insert(
+            new.as_bytes().to_vec(),
+            ArchiveEntry {
+                id: new_id,
+                time: entry.time,
+            },
+        );
+        Ok(())
+    }
+
+    /// Lists archives (`Archives.list` without the glob): optionally without checkpoints
+    /// (names containing `.checkpoint`), sorted, the first or last `n`, optionally reversed.
+    pub fn list(
+        &self,
+        sort_by: &[SortBy],
+        consider_checkpoints: bool,
+        first: Option<usize>,
+        last: Option<usize>,
+        reverse: bool,
+    ) -> Vec<(String, &ArchiveEntry)> {
+        let mut v: Vec<(String, &ArchiveEntry)> = self
+            .archives
+            .iter()
+            .map(|(n, e)| (String::from_utf8_lossy(n).into_owned(), e))
+            .filter(|(n, _)| consider_checkpoints || !n.contains(".checkpoint"))
+            .collect();
+        // Stable sorts applied in reverse key order, as borg does.
+        for key in sort_by.iter().rev() {
+            match key {
+                SortBy::Timestamp => v.sort_by_key(|(_, e)| parse_timestamp(&e.time)),
+                SortBy::Name => v.sort_by(|a, b| a.0.cmp(&b.0)),
+                SortBy::Id => v.sort_by_key(|(_, e)| e.id),
+            }
+        }
+        if let Some(n) = first {
+            v.truncate(n);
+        } else if let Some(n) = last {
+            let skip = v.len().saturating_sub(n);
+            v.drain(..skip);
+        }
+        if reverse {
+            v.reverse();
+        }
+        v
+    }
+}
+
+/// Microseconds since the epoch.
+pub fn micros_since_epoch(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
+
+/// Formats microseconds since the epoch as borg's naive UTC `%Y-%m-%dT%H:%M:%S.%f`.
+pub fn format_timestamp(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+/// Parses `%Y-%m-%dT%H:%M:%S[.%f]` (naive UTC) into microseconds since the epoch.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let mut dp = date.splitn(3, '-');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let m: u32 = dp.next()?.parse().ok()?;
+    let d: u32 = dp.next()?.parse().ok()?;
+    let (hms, frac) = match time.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (time, ""),
+    };
+    let mut tp = hms.splitn(3, ':');
+    let hh: i64 = tp.next()?.parse().ok()?;
+    let mm: i64 = tp.next()?.parse().ok()?;
+    let ss: i64 = tp.next()?.parse().ok()?;
+    let micros: i64 = if frac.is_empty() {
+        0
+    } else {
+        if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        format!("{frac:0<6}").parse().ok()?
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros)
+}
+
+// Howard Hinnant's civil-calendar algorithms (proleptic Gregorian).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::key::KeyType;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(format_timestamp(0), "1970-01-01T00:00:00.000000");
+        let t = "2026-11-26T05:02:59.167445";
+        let m = parse_timestamp(t).unwrap();
+        assert_eq!(format_timestamp(m), t);
+        assert_eq!(
+            format_timestamp(parse_timestamp("2024-02-29T23:59:59").unwrap() + 1),
+            "2024-02-29T23:59:59.000001"
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-01T00:00:00.5"),
+            parse_timestamp("2024-01-01T00:00:00.500000")
+        );
+        assert!(parse_timestamp("nonsense").is_none());
+    }
+
+    #[test]
+    fn timestamp_is_strictly_monotonic() {
+        let mut m = Manifest::new();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        m.advance_timestamp(t0);
+        let first = m.timestamp.clone().unwrap();
+        // A clock that went backwards still moves the timestamp forward by 1 µs.
+        m.advance_timestamp(t0 - Duration::from_secs(3600));
+        assert_eq!(
+            m.timestamp.as_deref().unwrap(),
+            format_timestamp(parse_timestamp(&first).unwrap() + 1)
+        );
+        m.advance_timestamp(t0 + Duration::from_secs(10));
+        assert_eq!(
+            m.timestamp.as_deref().unwrap(),
+            "2023-11-14T22:13:30.000000"
+        );
+    }
+
+    #[test]
+    fn pack_and_read_back() {
+        let key = Key::generate(KeyType::Repokey, &[1; 32]).unwrap();
+        let mut m = Manifest::new();
+        m.add_archive("a1", [7; 32], "2024-01-01T00:00:00.000000")
+            .unwrap();
+        assert!(matches!(
+            m.add_archive("a1", [7; 32], "x"),
+            Err(ManifestError::ArchiveExists(_))
+        ));
+        let data = m.pack(&key, SystemTime::now()).unwrap();
+        let back = Manifest::from_plaintext(&key, &data, false).unwrap();
+        assert!(back.tam_verified);
+        assert_eq!(back.archive("a1").unwrap().id, [7; 32]);
+        assert_eq!(
+            back.config.get("tam_required").and_then(Value::as_bool),
+            Some(true)
+        );
+        assert_eq!(back.item_keys.len(), 23);
+        assert_eq!(back.timestamp, m.timestamp);
+        // Keys sorted, as borg writes them.
+        let v = crate::msgpack::decode(&data).unwrap();
+        let keys: Vec<_> = v
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "archives",
+                "config",
+                "item_keys",
+                "tam",
+                "timestamp",
+                "version"
+            ]
+        );
+        // Plaintext key: empty config.
+        let p = Key::plaintext();
+        let mut m = Manifest::new();
+        let data = m.pack(&p, SystemTime::now()).unwrap();
+        let v = crate::msgpack::decode(&data).unwrap();
+        assert_eq!(v.get("config"), Some(&Value::Map(vec![])));
+    }
+
+    #[test]
+    fn archive_list_operations() {
+        let mut m = Manifest::new();
+        m.add_archive("b", [2; 32], "2024-01-02T00:00:00.000000")
+            .unwrap();
+        m.add_archive("a", [3; 32], "2024-01-03T00:00:00.000000")
+            .unwrap();
+        m.add_archive("c.checkpoint", [1; 32], "2024-01-01T00:00:00.000000")
+            .unwrap();
+        let names =
+            |v: Vec<(String, &ArchiveEntry)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(
+            names(m.list(&[SortBy::Timestamp], false, None, None, false)),
+            ["b", "a"]
+        );
+        assert_eq!(
+            names(m.list(&[SortBy::Timestamp], true, None, Some(2), true)),
+            ["a", "b"]
+        );
+        assert_eq!(
+            names(m.list(&[SortBy::Name], true, Some(1), None, false)),
+            ["a"]
+        );
+        m.rename_archive("a", "z", [9; 32]).unwrap();
+        assert_eq!(m.archive("z").unwrap().time, "2024-01-03T00:00:00.000000");
+        assert!(matches!(
+            m.remove_archive("a"),
+            Err(ManifestError::ArchiveNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn feature_flags_and_version() {
+        let key = Key::plaintext();
+        let mut m = Manifest::new();
+        m.config = Value::map([(
+            "feature_flags",
+            Value::map([(
+                "write",
+                Value::map([("mandatory", Value::Array(vec![Value::str("x")]))]),
+            )]),
+        )]);
+        let data = m.pack(&key, SystemTime::now()).unwrap();
+        let back = Manifest::from_plaintext(&key, &data, false).unwrap();
+        assert!(back
+            .check_repository_compatibility(&[Operation::Read])
+            .is_ok());
+        assert!(matches!(
+            back.check_repository_compatibility(&[Operation::Write]),
+            Err(ManifestError::MandatoryFeatureUnsupported(_))
+        ));
+        let bad = crate::msgpack::encode(&Value::map([
+            ("version", Value::from(3)),
+            ("archives", Value::Map(vec![])),
+        ]));
+        assert!(matches!(
+            Manifest::from_plaintext(&key, &bad, false),
+            Err(ManifestError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn lz4_codec_roundtrip() {
+        let c = Lz4Codec;
+        let data = b"hello world".repeat(10);
+        let p = c.compress(&data);
+        assert_eq!(&p[..2], &[1, 0]);
+        assert_eq!(c.decompress(&p).unwrap(), data);
+        // What borg's liblz4 wrote (crypto.md §5.5) reads back too.
+        let borg = hex::decode("0100bf68656c6c6f20776f726c640b004b50776f726c64").unwrap();
+        assert_eq!(c.decompress(&borg).unwrap(), data);
+        let raw: Vec<u8> = (0..=255u8).collect();
+        assert_eq!(&c.compress(&raw)[..2], &[0, 0]);
+        assert!(c.decompress(&[9, 9]).is_err());
+    }
+}

@@ -10,6 +10,8 @@
 //!   [`keymanager`]: `borg key export/import/change-passphrase`.
 //! * [`settings`]: the `BORG_*` environment, read once.
 
+#[cfg(test)]
+mod borg_data_tests;
 pub mod envelope;
 pub mod init;
 pub mod key;

@@ -563,6 +563,36 @@ mod tests {
     }
 
     #[test]
+    fn legacy_passphrase_key_derivation() {
+        // PBKDF2-HMAC-SHA256("attic", salt = repository id 00..1f, 100000, 100), split as
+        // PassphraseKey.init does; expected values from Python's hashlib.
+        let mut id = [0u8; 32];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let m = KeyMaterial::from_legacy_passphrase(b"attic", &id);
+        assert_eq!(
+            hex::encode(m.enc_key),
+            "1db3a1ab4effbf44995e2087c63e8b5ff4c033de9d3bb5feb1365bf5901e56ae"
+        );
+        assert_eq!(
+            hex::encode(&m.enc_hmac_key),
+            "3b441164f61a2f6d4bfff59a29efa3871fdbbf1aad2e300e1bd796d94fc6b0b0"
+        );
+        assert_eq!(
+            hex::encode(&m.id_key),
+            "95a764e4e4f66da88aeb43f179edb89aba04655956e1d951a0b86f6fbf0c9709"
+        );
+        assert_eq!(m.chunk_seed, 1363320398);
+        let key = Key::new(KeyType::LegacyPassphrase, m).unwrap();
+        assert!(!key.tam_required());
+        // Its envelopes carry type 0x01, which a repokey also opens.
+        let env = key.encrypt(5, b"\x00\x00x");
+        assert_eq!(env[0], 0x01);
+        assert!(key.decrypt(None, &env).is_ok());
+    }
+
+    #[test]
     fn key_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<Key>();

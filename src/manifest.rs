@@ -421,6 +421,12 @@ impl Manifest {
         Ok(data)
     }
 
+    /// Packs the manifest as it is, with a TAM made with `salt` (no timestamp or config
+    /// change). Borg would write the same bytes for the same content and salt.
+    pub fn pack_with_salt(&self, key: &Key, salt: &[u8; 64]) -> Vec<u8> {
+        key.pack_and_authenticate_with_salt(&self.to_value(), TamContext::Manifest, salt)
+    }
+
     /// Writes the manifest (`Manifest.write`): pack, compress, encrypt with counter values from
     /// `nonces`, and put it under the manifest id. The caller commits.
     pub fn write(

@@ -8,9 +8,10 @@
 
 use std::path::PathBuf;
 
-use super::key::{Key, KeyError, KeyStorage, KeyType};
+use super::key::{Key, KeyError, KeyMaterial, KeyStorage, KeyType};
 use super::keyblob::{encrypt_key, KeyBlobError};
 use super::keyfile::{new_key_file_target, write_key_file, KeyLocation, KeyfileError};
+use super::keymanager::RelatedSecrets;
 use super::nonces::NonceManager;
 use super::open::{KeyTarget, OpenedKey};
 use super::passphrase::{new_passphrase, Passphrase, PassphraseError, Prompter};
@@ -25,6 +26,11 @@ pub enum InitError {
     /// Key generation failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The related secrets come from the other id-hash family.
+    #[error(
+        "You must keep the same ID hash (HMAC-SHA256 or BLAKE2b) or deduplication will break."
+    )]
+    RelatedSecrets,
     /// No passphrase.
     #[error(transparent)]
     Passphrase(#[from] PassphraseError),
@@ -56,17 +62,45 @@ pub struct Initialized {
     pub key_file: Option<PathBuf>,
 }
 
-/// Initializes a repository. `passphrase` overrides the settings and the prompt (the CLI passes
-/// `None`); `none` takes no passphrase.
+/// What `init` is asked to make.
+#[derive(Debug, Clone)]
+pub struct InitOptions<'a> {
+    /// The encryption mode.
+    pub key_type: KeyType,
+    /// Where the repository is (for the key file name and the security dir).
+    pub location: &'a KeyLocation,
+    /// The passphrase; `None` takes it from the settings or the prompt like borg.
+    pub passphrase: Option<Passphrase>,
+    /// `--import-related-secrets` (borg 1.4.5): reuse another repository's id key and seed.
+    pub related: Option<&'a RelatedSecrets>,
+}
+
+impl<'a> InitOptions<'a> {
+    /// A mode and a location, everything else borg's default.
+    pub fn new(key_type: KeyType, location: &'a KeyLocation) -> InitOptions<'a> {
+        InitOptions {
+            key_type,
+            location,
+            passphrase: None,
+            related: None,
+        }
+    }
+}
+
+/// Initializes a repository. `none` takes no passphrase.
 pub fn init(
     repository: &mut dyn Repository,
-    key_type: KeyType,
-    location: &KeyLocation,
-    passphrase: Option<Passphrase>,
+    options: InitOptions<'_>,
     settings: &CryptoSettings,
     prompter: &mut dyn Prompter,
     codec: &dyn PayloadCodec,
 ) -> Result<Initialized, InitError> {
+    let InitOptions {
+        key_type,
+        location,
+        passphrase,
+        related,
+    } = options;
     let repository_id = *repository.id();
     let security = SecurityDir::new(settings, &repository_id);
     let (key, passphrase, target) = if key_type == KeyType::Plaintext {
@@ -77,7 +111,15 @@ pub fn init(
             // Keyfile, repokey and authenticated keys all allow an empty passphrase.
             None => new_passphrase(settings, prompter, true)?,
         };
-        let key = Key::generate(key_type, &repository_id)?;
+        let mut material = KeyMaterial::generate(key_type, &repository_id)?;
+        if let Some(r) = related {
+            if !r.fits(key_type) {
+                return Err(InitError::RelatedSecrets);
+            }
+            material.id_key = r.id_key.to_vec();
+            material.chunk_seed = r.chunk_seed;
+        }
+        let key = Key::new(key_type, material)?;
         let material = key.material().ok_or(KeyError::EmptyManifest)?;
         let blob = encrypt_key(material, &passphrase)?;
         let target = match key_type.storage() {
@@ -158,9 +200,7 @@ mod tests {
             let loc = KeyLocation::local("/tmp/r");
             let done = init(
                 &mut repo,
-                key_type,
-                &loc,
-                None,
+                InitOptions::new(key_type, &loc),
                 &s,
                 &mut NoPrompt,
                 &Lz4Codec,
@@ -238,9 +278,7 @@ mod tests {
         let loc = KeyLocation::local("/r");
         let mut done = init(
             &mut repo,
-            KeyType::Keyfile,
-            &loc,
-            None,
+            InitOptions::new(KeyType::Keyfile, &loc),
             &s,
             &mut NoPrompt,
             &Lz4Codec,
@@ -270,6 +308,53 @@ mod tests {
     }
 
     #[test]
+    fn related_secrets_are_reused() {
+        let t = tempfile::tempdir().unwrap();
+        let s = settings(&t, "p");
+        let loc = KeyLocation::local("/r");
+        let mut first = MemRepo {
+            id: [1; 32],
+            ..MemRepo::default()
+        };
+        let a = init(
+            &mut first,
+            InitOptions::new(KeyType::Repokey, &loc),
+            &s,
+            &mut NoPrompt,
+            &Lz4Codec,
+        )
+        .unwrap();
+        let related = RelatedSecrets::of(&a.key.key).unwrap();
+        let mut second = MemRepo {
+            id: [2; 32],
+            ..MemRepo::default()
+        };
+        let options = InitOptions {
+            related: Some(&related),
+            ..InitOptions::new(KeyType::Authenticated, &loc)
+        };
+        let b = init(&mut second, options, &s, &mut NoPrompt, &Lz4Codec).unwrap();
+        assert_eq!(a.key.key.id_hash(b"chunk"), b.key.key.id_hash(b"chunk"));
+        assert_eq!(a.key.key.chunk_seed(), b.key.key.chunk_seed());
+        assert_ne!(
+            a.key.key.material().unwrap().enc_key,
+            b.key.key.material().unwrap().enc_key
+        );
+        let mut third = MemRepo {
+            id: [3; 32],
+            ..MemRepo::default()
+        };
+        let options = InitOptions {
+            related: Some(&related),
+            ..InitOptions::new(KeyType::RepokeyBlake2, &loc)
+        };
+        assert!(matches!(
+            init(&mut third, options, &s, &mut NoPrompt, &Lz4Codec),
+            Err(InitError::RelatedSecrets)
+        ));
+    }
+
+    #[test]
     fn empty_passphrase_is_probed_first() {
         let t = tempfile::tempdir().unwrap();
         let mut s = CryptoSettings::under(t.path());
@@ -277,16 +362,12 @@ mod tests {
             id: [0x55; 32],
             ..MemRepo::default()
         };
-        init(
-            &mut repo,
-            KeyType::Repokey,
-            &KeyLocation::local("/r"),
-            Some(Passphrase::new("")),
-            &s,
-            &mut NoPrompt,
-            &Lz4Codec,
-        )
-        .unwrap();
+        let loc = KeyLocation::local("/r");
+        let options = InitOptions {
+            passphrase: Some(Passphrase::new("")),
+            ..InitOptions::new(KeyType::Repokey, &loc)
+        };
+        init(&mut repo, options, &s, &mut NoPrompt, &Lz4Codec).unwrap();
         let envelope = repo.objects[&[0; 32]].clone();
         let opened = open_key(&mut repo, &envelope, "/r", &s, &mut NoPrompt).unwrap();
         assert!(!opened.logically_encrypted);

@@ -37,6 +37,9 @@ pub enum KeyManagerError {
         /// What is wrong.
         reason: String,
     },
+    /// A related-secrets file is unusable.
+    #[error("{0}")]
+    RelatedSecrets(String),
     /// The key blob failed.
     #[error(transparent)]
     Blob(#[from] KeyBlobError),
@@ -214,6 +217,92 @@ pub fn store_key_blob(
     }
 }
 
+/// The secrets a related repository shares (borg 1.4.5 `key export-related-secrets`): same
+/// chunk ids and chunker seed, so archives deduplicate across the two repositories.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelatedSecrets {
+    /// The `id_key`.
+    pub id_key: zeroize::Zeroizing<Vec<u8>>,
+    /// The chunker seed.
+    pub chunk_seed: i32,
+    /// Borg's `NAME` of the key type they came from.
+    pub key_name: String,
+}
+
+impl std::fmt::Debug for RelatedSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelatedSecrets")
+            .field("key_name", &self.key_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RelatedSecrets {
+    /// The secrets of a key; `None` for `none`.
+    pub fn of(key: &super::key::Key) -> Option<RelatedSecrets> {
+        let m = key.material()?;
+        Some(RelatedSecrets {
+            id_key: zeroize::Zeroizing::new(m.id_key.clone()),
+            chunk_seed: m.chunk_seed,
+            key_name: key.key_type().borg_name().to_string(),
+        })
+    }
+
+    /// The JSON file borg writes (`json.dump(..., indent=4)` plus a newline).
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\n    \"version\": 1,\n    \"id_key\": \"{}\",\n    \"chunk_seed\": {},\n    \"key_name\": {}\n}}\n",
+            hex::encode(&*self.id_key),
+            self.chunk_seed,
+            serde_json::Value::String(self.key_name.clone())
+        )
+    }
+
+    /// Reads the JSON file (`init --import-related-secrets`).
+    pub fn from_json(text: &str) -> Result<RelatedSecrets, KeyManagerError> {
+        let bad = |m: &str| KeyManagerError::RelatedSecrets(m.to_string());
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|_| bad("Invalid JSON in related secrets file"))?;
+        if v.get("version").and_then(serde_json::Value::as_i64) != Some(1) {
+            return Err(bad("Unsupported related secrets version"));
+        }
+        let id_key = v
+            .get("id_key")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|k| k.len() == 32 || k.len() == 128)
+            .ok_or_else(|| bad("Invalid id_key in related secrets file"))?;
+        let chunk_seed = v
+            .get("chunk_seed")
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|s| i32::try_from(s).ok())
+            .ok_or_else(|| bad("Invalid chunk_seed in related secrets file"))?;
+        let key_name = v
+            .get("key_name")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| bad("Invalid key_name in related secrets file"))?
+            .to_string();
+        Ok(RelatedSecrets {
+            id_key: zeroize::Zeroizing::new(id_key),
+            chunk_seed,
+            key_name,
+        })
+    }
+
+    /// Whether a new key of `key_type` may reuse these secrets (`uses_same_id_hash`).
+    pub fn fits(&self, key_type: KeyType) -> bool {
+        let hmac = ["repokey", "key file", "authenticated"];
+        let blake2 = [
+            "repokey BLAKE2b",
+            "key file BLAKE2b",
+            "authenticated BLAKE2b",
+        ];
+        let name = key_type.borg_name();
+        (hmac.contains(&self.key_name.as_str()) && hmac.contains(&name))
+            || (blake2.contains(&self.key_name.as_str()) && blake2.contains(&name))
+    }
+}
+
 /// `borg key change-passphrase`: a new passphrase (empty allowed), the same secrets in a new
 /// blob with a new salt, stored where the old one was. The caller commits nothing: repokey
 /// blobs go through `save_key`, which writes the repository config at once.
@@ -244,6 +333,22 @@ mod tests {
 
     fn blob() -> String {
         wrap_base64(&(0..353u32).map(|i| i as u8).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn related_secrets_json() {
+        let key = crate::crypto::key::Key::generate(KeyType::RepokeyBlake2, &[0; 32]).unwrap();
+        let r = RelatedSecrets::of(&key).unwrap();
+        let json = r.to_json();
+        assert!(json.starts_with("{\n    \"version\": 1,\n    \"id_key\": \""));
+        assert!(json.ends_with("\"key_name\": \"repokey BLAKE2b\"\n}\n"));
+        let back = RelatedSecrets::from_json(&json).unwrap();
+        assert_eq!(back, r);
+        assert!(back.fits(KeyType::KeyfileBlake2));
+        assert!(!back.fits(KeyType::Repokey));
+        assert!(!back.fits(KeyType::Plaintext));
+        assert!(RelatedSecrets::from_json("{\"version\": 2}").is_err());
+        assert!(RelatedSecrets::from_json("nope").is_err());
     }
 
     #[test]

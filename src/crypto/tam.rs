@@ -190,6 +190,25 @@ impl Key {
         self.unpack_and_verify(data, TamContext::Archive, required)
     }
 
+    /// [`Key::unpack_and_verify_archive`] with `BORG_WORKAROUNDS=ignore_invalid_archive_tam`
+    /// honoured: an invalid archive TAM then counts as a missing one.
+    pub fn unpack_and_verify_archive_with(
+        &self,
+        data: &[u8],
+        required: bool,
+        ignore_invalid_tam: bool,
+    ) -> Result<(Value, TamStatus), TamError> {
+        match self.unpack_and_verify_archive(data, required) {
+            Err(TamError::ArchiveTamInvalid) if ignore_invalid_tam => {
+                let mut dict =
+                    msgpack::decode(data).map_err(|e| TamError::Unpack(e.to_string()))?;
+                dict.remove("tam");
+                Ok((dict, TamStatus::NotVerified))
+            }
+            other => other,
+        }
+    }
+
     fn unpack_and_verify(
         &self,
         data: &[u8],
@@ -443,6 +462,11 @@ mod tests {
             k.unpack_and_verify_archive(&packed, false),
             Err(TamError::ArchiveTamInvalid)
         ));
+        let (v, status) = k
+            .unpack_and_verify_archive_with(&packed, true, true)
+            .unwrap();
+        assert_eq!(status, TamStatus::NotVerified);
+        assert!(v.get("tam").is_none());
         // Future manifest, garbage, non-map, wrong suite, tam not a map, short hmac.
         assert!(matches!(
             k.unpack_and_verify_manifest(&[0xc1, 0xc1, 0xc1, 0xc1, 0], false),

@@ -665,3 +665,56 @@ fn nonce_reservations_are_shared_with_borg() {
         );
     }
 }
+
+/// borg 1.4.5's related-secrets file and rborg's are the same bytes, and each side's file
+/// makes the other's new repository share the id key and chunker seed.
+#[test]
+fn related_secrets_match_borg_145() {
+    use rborg::crypto::keymanager::RelatedSecrets;
+    let peer = peers().into_iter().find(|p| p.name == "1.4").unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let repo_path = borg_init_create(&peer, dir, "repokey-blake2");
+    let borg_json = run(
+        borg_env(&mut Command::new(&peer.borg), dir)
+            .args(["key", "export-related-secrets"])
+            .arg(&repo_path)
+            .arg("-"),
+        None,
+    );
+    let mut repo = dump(&peer, dir, &repo_path);
+    let settings = settings_for(dir);
+    let envelope = repo.get(&[0; 32]).unwrap();
+    let opened = open_key(
+        &mut repo,
+        &envelope,
+        &repo_path.display().to_string(),
+        &settings,
+        &mut NoPrompt,
+    )
+    .unwrap();
+    let ours = RelatedSecrets::of(&opened.key).unwrap();
+    assert_eq!(ours.to_json(), borg_json);
+    assert_eq!(RelatedSecrets::from_json(&borg_json).unwrap(), ours);
+    // rborg's file makes borg's new repository related.
+    std::fs::write(dir.join("related.json"), ours.to_json()).unwrap();
+    let repo2 = dir.join("repo2");
+    run(
+        borg_env(&mut Command::new(&peer.borg), dir)
+            .args(["init", "-e", "keyfile-blake2", "--import-related-secrets"])
+            .arg(dir.join("related.json"))
+            .arg(&repo2),
+        None,
+    );
+    let borg_json2 = run(
+        borg_env(&mut Command::new(&peer.borg), dir)
+            .args(["key", "export-related-secrets"])
+            .arg(&repo2)
+            .arg("-"),
+        None,
+    );
+    let theirs = RelatedSecrets::from_json(&borg_json2).unwrap();
+    assert_eq!(theirs.id_key, ours.id_key);
+    assert_eq!(theirs.chunk_seed, ours.chunk_seed);
+    assert_eq!(theirs.key_name, "key file BLAKE2b");
+}

@@ -229,11 +229,15 @@ pub fn write_nonce_file(path: &Path, value: u64) -> Result<(), NonceError> {
 }
 
 /// Writes `data` to `path` atomically (temp file in the same directory, fsync, rename),
-/// creating the directory; borg's `SaveFile`. New files are private (0600).
+/// creating the directory; borg's `SaveFile`. New files are private (0600) and new
+/// directories 0700, as borg makes them under its umask of 0077.
 pub(crate) fn save_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

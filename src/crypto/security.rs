@@ -146,7 +146,7 @@ impl SecurityDir {
     pub fn set_tam_required(&self, required: bool) -> Result<(), SecurityError> {
         let path = self.file("tam_required");
         let r = if required {
-            std::fs::create_dir_all(&self.dir).and_then(|_| std::fs::write(&path, b""))
+            save_file(&path, b"")
         } else {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

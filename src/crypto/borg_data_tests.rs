@@ -220,3 +220,45 @@ fn repacking_borg_metadata_is_byte_identical() {
         assert_eq!(key.id_hash(&again), case.archive_id);
     }
 }
+
+/// A borg manifest whose TAM was removed or damaged (and re-encrypted, as an attacker with the
+/// key could not do but a buggy writer could) is refused with the right error.
+#[test]
+fn damaged_borg_manifests_are_refused() {
+    use super::tam::TamError;
+    use crate::manifest::ManifestError;
+    let pass = Passphrase::new("rborg-test");
+    for case in cases().into_iter().filter(|c| c.key_type.is_encrypted()) {
+        let k = decrypt_key(&blob_of(&case).unwrap(), &pass)
+            .unwrap()
+            .unwrap();
+        let key = super::key::Key::new(case.key_type, k.material).unwrap();
+        let plain = Lz4Codec
+            .decompress(&key.decrypt(None, &case.manifest).unwrap())
+            .unwrap();
+        let mut v = crate::msgpack::decode(&plain).unwrap();
+        v.remove("tam");
+        let missing = key.encrypt(1, &Lz4Codec.compress(&crate::msgpack::encode(&v)));
+        assert!(matches!(
+            Manifest::from_envelope(&key, &missing, &Lz4Codec, false),
+            Err(ManifestError::Tam(TamError::ManifestTamRequired))
+        ));
+        let mut broken = plain.clone();
+        let pos = broken.windows(9).position(|w| w == b"timestamp").unwrap() + 12;
+        broken[pos] ^= 1;
+        let broken = key.encrypt(1, &Lz4Codec.compress(&broken));
+        assert!(matches!(
+            Manifest::from_envelope(&key, &broken, &Lz4Codec, false),
+            Err(ManifestError::Tam(TamError::ManifestTamInvalid))
+        ));
+        // Damage to the envelope itself is caught by the MAC first.
+        let mut bad = case.manifest.clone();
+        bad[50] ^= 4;
+        assert!(matches!(
+            Manifest::from_envelope(&key, &bad, &Lz4Codec, false),
+            Err(ManifestError::Envelope(
+                super::envelope::EnvelopeError::MacFailed(_)
+            ))
+        ));
+    }
+}

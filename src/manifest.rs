@@ -533,6 +533,72 @@ impl Manifest {
     }
 }
 
+/// What a command holds after opening a repository: the unlocked key, the verified manifest,
+/// and the nonce manager for anything it encrypts.
+#[derive(Debug)]
+pub struct OpenedRepository {
+    /// The key.
+    pub key: crate::crypto::open::OpenedKey,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The encryption counter, starting past the manifest envelope.
+    pub nonces: NonceManager,
+}
+
+/// Why a repository could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenRepositoryError {
+    /// The key could not be opened.
+    #[error(transparent)]
+    Key(#[from] crate::crypto::open::OpenError),
+    /// The manifest is missing or bad.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A security check failed.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+}
+
+/// Opens a repository the way borg's `with_repository(manifest=True)` does: read the
+/// manifest envelope, open the key (passphrase as borg gets it), verify the manifest and its
+/// TAM, check feature flags, keep the security dir's `tam_required` in step, and run the
+/// security checks (location, key type, replay, unknown unencrypted repository).
+pub fn open_repository(
+    repository: &mut dyn Repository,
+    location: &str,
+    operations: &[Operation],
+    settings: &crate::crypto::CryptoSettings,
+    prompter: &mut dyn crate::crypto::passphrase::Prompter,
+    codec: &dyn PayloadCodec,
+) -> Result<OpenedRepository, OpenRepositoryError> {
+    let envelope = match repository.get(&MANIFEST_ID) {
+        Ok(e) => e,
+        Err(RepositoryError::ObjectNotFound { .. }) => return Err(ManifestError::NoManifest.into()),
+        Err(e) => return Err(ManifestError::Repository(e).into()),
+    };
+    let key = crate::crypto::open::open_key(repository, &envelope, location, settings, prompter)?;
+    let manifest = Manifest::from_envelope(&key.key, &envelope, codec, false)?;
+    manifest.check_repository_compatibility(operations)?;
+    let security = SecurityDir::new(settings, repository.id());
+    manifest.sync_tam_required(&security)?;
+    security.assert_secure(
+        location,
+        key.key.key_type(),
+        key.logically_encrypted,
+        manifest.timestamp.as_deref().unwrap_or_default(),
+        None,
+        true,
+        settings,
+        prompter,
+    )?;
+    let nonces = key.nonce_manager(settings, Some(&envelope));
+    Ok(OpenedRepository {
+        key,
+        manifest,
+        nonces,
+    })
+}
+
 /// Microseconds since the epoch.
 pub fn micros_since_epoch(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
@@ -757,6 +823,109 @@ mod tests {
         assert!(matches!(
             Manifest::from_plaintext(&key, &bad, false),
             Err(ManifestError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn open_repository_runs_borgs_checks() {
+        use crate::crypto::init::{init, InitOptions};
+        use crate::crypto::keyfile::KeyLocation;
+        use crate::crypto::nonces::tests::MemRepo;
+        use crate::crypto::passphrase::NoPrompt;
+        use crate::crypto::{CryptoSettings, Passphrase};
+        let t = tempfile::tempdir().unwrap();
+        let mut s = CryptoSettings::under(t.path());
+        s.passphrase = Some(Passphrase::new("p"));
+        let mut repo = MemRepo {
+            id: [8; 32],
+            ..MemRepo::default()
+        };
+        let loc = KeyLocation::local("/r");
+        init(
+            &mut repo,
+            InitOptions::new(KeyType::Repokey, &loc),
+            &s,
+            &mut NoPrompt,
+            &Lz4Codec,
+        )
+        .unwrap();
+        let mut opened = open_repository(
+            &mut repo,
+            "/r",
+            &[Operation::Write],
+            &s,
+            &mut NoPrompt,
+            &Lz4Codec,
+        )
+        .unwrap();
+        assert!(opened.manifest.tam_verified);
+        // Write a new manifest with an archive; the counter starts past the old manifest.
+        let old_iv = crate::crypto::envelope::envelope_iv(&repo.objects[&MANIFEST_ID]).unwrap();
+        opened
+            .manifest
+            .add_archive("a", [1; 32], "2024-01-01T00:00:00.000000")
+            .unwrap();
+        opened
+            .manifest
+            .write(&mut repo, &opened.key.key, &mut opened.nonces, &Lz4Codec)
+            .unwrap();
+        let new_iv = crate::crypto::envelope::envelope_iv(&repo.objects[&MANIFEST_ID]).unwrap();
+        assert!(new_iv > old_iv);
+        let again = open_repository(
+            &mut repo,
+            "/r",
+            &[Operation::Read],
+            &s,
+            &mut NoPrompt,
+            &Lz4Codec,
+        )
+        .unwrap();
+        assert!(again.manifest.archive("a").is_some());
+        // Remember the newer manifest, then put the old one back: a replay.
+        let security = SecurityDir::new(&s, &[8; 32]);
+        security
+            .save(
+                "/r",
+                KeyType::Repokey,
+                again.manifest.timestamp.as_deref().unwrap(),
+            )
+            .unwrap();
+        let mut old = Manifest::from_envelope(
+            &again.key.key,
+            &repo.objects[&MANIFEST_ID],
+            &Lz4Codec,
+            false,
+        )
+        .unwrap();
+        old.timestamp = Some("2000-01-01T00:00:00.000000".into());
+        let data = old.pack_with_salt(&again.key.key, &[0; 64]);
+        let env = again.key.key.encrypt(1 << 40, &Lz4Codec.compress(&data));
+        repo.objects.insert(MANIFEST_ID, env);
+        assert!(matches!(
+            open_repository(
+                &mut repo,
+                "/r",
+                &[Operation::Read],
+                &s,
+                &mut NoPrompt,
+                &Lz4Codec
+            ),
+            Err(OpenRepositoryError::Security(
+                SecurityError::RepositoryReplay
+            ))
+        ));
+        // No manifest at all.
+        repo.objects.clear();
+        assert!(matches!(
+            open_repository(
+                &mut repo,
+                "/r",
+                &[Operation::Read],
+                &s,
+                &mut NoPrompt,
+                &Lz4Codec
+            ),
+            Err(OpenRepositoryError::Manifest(ManifestError::NoManifest))
         ));
     }
 

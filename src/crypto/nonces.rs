@@ -514,6 +514,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn pipeline_allocates_in_order_and_encrypts_in_parallel() {
+        use crate::crypto::key::KeyType;
+        use rayon::prelude::*;
+        let key = Key::generate(KeyType::KeyfileBlake2, &[0; 32]).unwrap();
+        let mut repo = MemRepo::default();
+        let mut n = NonceManager::new(0, None);
+        let payloads: Vec<Vec<u8>> = (0..64u32)
+            .map(|i| vec![i as u8; 1000 + 37 * i as usize])
+            .collect();
+        // The ordered stage: one counter range per payload.
+        let ivs: Vec<u64> = payloads
+            .iter()
+            .map(|p| n.allocate(&mut repo, num_cipher_blocks(p.len())).unwrap())
+            .collect();
+        // The parallel stage: the key is shared by reference across threads.
+        let envelopes: Vec<Vec<u8>> = payloads
+            .par_iter()
+            .zip(ivs.par_iter())
+            .map(|(p, iv)| key.encrypt(*iv, p))
+            .collect();
+        let mut ranges: Vec<(u64, u64)> = envelopes
+            .iter()
+            .map(|e| {
+                let iv = envelope_iv(e).unwrap();
+                (iv, iv + num_cipher_blocks(e.len() - 41))
+            })
+            .collect();
+        ranges.sort();
+        assert!(
+            ranges.windows(2).all(|w| w[0].1 <= w[1].0),
+            "counter ranges overlap"
+        );
+        for (e, p) in envelopes.iter().zip(&payloads) {
+            assert_eq!(&key.decrypt(None, e).unwrap(), p);
+        }
+    }
+
+    #[test]
     fn decrypting_does_not_move_the_counter() {
         use crate::crypto::key::KeyType;
         let key = Key::generate(KeyType::Repokey, &[0; 32]).unwrap();

@@ -35,6 +35,9 @@ pub enum EnvelopeError {
     /// The type byte is not this key's, or the envelope is too short to hold its header.
     #[error("Chunk {0}: Invalid encryption envelope")]
     InvalidEnvelope(String),
+    /// The type byte of an unencrypted (authenticated or `none`) envelope is not this key's.
+    #[error("Chunk {0}: Invalid envelope")]
+    InvalidPlainEnvelope(String),
     /// The MAC does not match: wrong key, or the object was changed.
     #[error("Chunk {0}: Could not decrypt [MAC Authentication failed]")]
     MacFailed(String),
@@ -145,7 +148,12 @@ impl Key {
             .first()
             .is_some_and(|t| self.key_type().accepts_envelope_type(*t));
         if !type_ok {
-            return Err(EnvelopeError::InvalidEnvelope(id_text(id)));
+            // Borg words this differently for the unencrypted key classes.
+            return Err(if self.is_encrypted() {
+                EnvelopeError::InvalidEnvelope(id_text(id))
+            } else {
+                EnvelopeError::InvalidPlainEnvelope(id_text(id))
+            });
         }
         let (Some(aes), Some(mac)) = (&self.aes, &self.mac) else {
             return Ok(envelope[1..].to_vec());
@@ -353,6 +361,12 @@ mod tests {
             let env = key.encrypt(99, b"\x00\x00abc");
             assert_eq!(env, [&[t.type_byte()][..], b"\x00\x00abc"].concat());
             assert_eq!(key.decrypt(None, &env).unwrap(), b"\x00\x00abc");
+            let mut other = env.clone();
+            other[0] = 0x03;
+            assert_eq!(
+                key.decrypt(None, &other),
+                Err(EnvelopeError::InvalidPlainEnvelope("(unknown)".into()))
+            );
         }
     }
 

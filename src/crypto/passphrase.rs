@@ -119,7 +119,7 @@ impl TtyPrompter {
                 Err(_) => return None,
             }
         }
-        let text = String::from_utf8_lossy(&line).into_owned();
+        let text = Zeroizing::new(String::from_utf8_lossy(&line).into_owned());
         Some(Zeroizing::new(text.trim_end_matches('\r').to_string()))
     }
 }

@@ -718,3 +718,293 @@ fn related_secrets_match_borg_145() {
     assert_eq!(theirs.chunk_seed, ours.chunk_seed);
     assert_eq!(theirs.key_name, "key file BLAKE2b");
 }
+
+/// A repository served by borg's own Python `Repository` class through a line protocol on a
+/// child process: real borg on-disk format, no RPC client needed. Used to run rborg's `init`
+/// against real storage and check the result with the real borg command line.
+struct BorgBridge {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    id: ObjectId,
+}
+
+const BRIDGE: &str = r#"
+import sys
+from borg.logger import setup_logging; setup_logging()
+from borg.repository import Repository
+repo = Repository(sys.argv[1], create=sys.argv[2] == 'create', exclusive=True)
+repo.__enter__()
+print(repo.id.hex(), flush=True)
+for line in sys.stdin:
+    p = line.split()
+    try:
+        r = ''
+        if p[0] == 'get':
+            r = repo.get(bytes.fromhex(p[1])).hex()
+        elif p[0] == 'put':
+            repo.put(bytes.fromhex(p[1]), bytes.fromhex(p[2]))
+        elif p[0] == 'commit':
+            repo.commit(compact=False)
+        elif p[0] == 'load_key':
+            r = repo.load_key().hex()
+        elif p[0] == 'save_key':
+            repo.save_key(bytes.fromhex(p[1]))
+        elif p[0] == 'get_free_nonce':
+            n = repo.get_free_nonce()
+            r = '-' if n is None else str(n)
+        elif p[0] == 'commit_nonce_reservation':
+            repo.commit_nonce_reservation(int(p[1]), None if p[2] == '-' else int(p[2]))
+        elif p[0] == 'close':
+            repo.__exit__(None, None, None)
+            print('ok', flush=True)
+            break
+        print('ok ' + r, flush=True)
+    except Exception as e:
+        print('err %s %s' % (type(e).__name__, str(e).replace('\n', ' ')), flush=True)
+"#;
+
+impl BorgBridge {
+    fn start(peer: &Peer, path: &Path, create: bool) -> BorgBridge {
+        use std::io::BufRead;
+        let mut child = Command::new(&peer.python)
+            .arg("-c")
+            .arg(BRIDGE)
+            .arg(path)
+            .arg(if create { "create" } else { "open" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let id = hex::decode(first.trim())
+            .expect("repository id from the bridge")
+            .try_into()
+            .unwrap();
+        BorgBridge {
+            child,
+            stdin,
+            stdout,
+            id,
+        }
+    }
+
+    fn call(&mut self, line: &str) -> Result<String, RepositoryError> {
+        use std::io::BufRead;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut reply = String::new();
+        self.stdout.read_line(&mut reply).unwrap();
+        let reply = reply.trim_end();
+        if let Some(r) = reply.strip_prefix("ok") {
+            return Ok(r.trim().to_string());
+        }
+        let rest = reply.strip_prefix("err ").unwrap_or(reply);
+        let (class, message) = rest.split_once(' ').unwrap_or((rest, ""));
+        Err(match class {
+            "ObjectNotFound" => RepositoryError::ObjectNotFound {
+                id: message.into(),
+                path: "bridge".into(),
+            },
+            _ => RepositoryError::Remote {
+                class: class.into(),
+                message: message.into(),
+            },
+        })
+    }
+
+    fn finish(mut self) {
+        self.call("close").unwrap();
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Repository for BorgBridge {
+    fn id(&self) -> &ObjectId {
+        &self.id
+    }
+    fn get(&mut self, id: &ObjectId) -> Result<Vec<u8>, RepositoryError> {
+        Ok(hex::decode(self.call(&format!("get {}", hex::encode(id)))?).unwrap())
+    }
+    fn get_many(
+        &mut self,
+        ids: &[ObjectId],
+        sink: &mut dyn FnMut(usize, Vec<u8>) -> Result<(), RepositoryError>,
+    ) -> Result<(), RepositoryError> {
+        for (i, id) in ids.iter().enumerate() {
+            let d = self.get(id)?;
+            sink(i, d)?;
+        }
+        Ok(())
+    }
+    fn put(&mut self, id: &ObjectId, data: Vec<u8>) -> Result<(), RepositoryError> {
+        self.call(&format!("put {} {}", hex::encode(id), hex::encode(data)))
+            .map(|_| ())
+    }
+    fn delete(&mut self, _id: &ObjectId) -> Result<(), RepositoryError> {
+        unimplemented!("not needed")
+    }
+    fn flush(&mut self) -> Result<(), RepositoryError> {
+        Ok(())
+    }
+    fn commit(&mut self, _o: CommitOptions) -> Result<(), RepositoryError> {
+        self.call("commit").map(|_| ())
+    }
+    fn rollback(&mut self) -> Result<(), RepositoryError> {
+        unimplemented!("not needed")
+    }
+    fn list(
+        &mut self,
+        _l: Option<u32>,
+        _m: Option<&ObjectId>,
+    ) -> Result<Vec<ObjectId>, RepositoryError> {
+        unimplemented!("not needed")
+    }
+    fn scan(
+        &mut self,
+        _l: Option<u32>,
+        _m: Option<&ObjectId>,
+    ) -> Result<Vec<ObjectId>, RepositoryError> {
+        unimplemented!("not needed")
+    }
+    fn check(&mut self, _r: bool, _d: u64) -> Result<bool, RepositoryError> {
+        unimplemented!("not needed")
+    }
+    fn object_count(&mut self) -> Result<u64, RepositoryError> {
+        unimplemented!("not needed")
+    }
+    fn load_key(&mut self) -> Result<Vec<u8>, RepositoryError> {
+        Ok(hex::decode(self.call("load_key")?).unwrap())
+    }
+    fn save_key(&mut self, keydata: &[u8]) -> Result<(), RepositoryError> {
+        self.call(&format!("save_key {}", hex::encode(keydata)))
+            .map(|_| ())
+    }
+    fn get_free_nonce(&mut self) -> Result<Option<u64>, RepositoryError> {
+        let r = self.call("get_free_nonce")?;
+        Ok(if r == "-" {
+            None
+        } else {
+            Some(r.parse().unwrap())
+        })
+    }
+    fn commit_nonce_reservation(
+        &mut self,
+        next: u64,
+        start: Option<u64>,
+    ) -> Result<(), RepositoryError> {
+        let start = start.map_or_else(|| "-".to_string(), |s| s.to_string());
+        self.call(&format!("commit_nonce_reservation {next} {start}"))
+            .map(|_| ())
+    }
+    fn break_lock(&mut self) -> Result<(), RepositoryError> {
+        unimplemented!("not needed")
+    }
+    fn destroy(&mut self) -> Result<(), RepositoryError> {
+        unimplemented!("not needed")
+    }
+    fn close(&mut self) -> Result<(), RepositoryError> {
+        self.call("close").map(|_| ())
+    }
+}
+
+/// rborg's `init` on real borg storage, then real borg uses the repository (list, create,
+/// check), then rborg opens it again, adds an archive and rewrites the manifest, and borg
+/// lists and checks that too. Exercises the key storage, the manifest, TAMs, nonce
+/// reservations and the security dir against borg end to end.
+#[test]
+fn rborg_init_then_borg_uses_the_repository() {
+    use rborg::crypto::init::{init, InitOptions};
+    use rborg::crypto::keyfile::KeyLocation;
+    use rborg::manifest::{open_repository, Operation};
+    for peer in peers() {
+        for key_type in KeyType::INIT_MODES {
+            let what = format!("borg {} {key_type:?}", peer.name);
+            let t = tempfile::tempdir().unwrap();
+            let dir = t.path();
+            let repo_path = dir.join("repo");
+            let location = repo_path.display().to_string();
+            let settings = settings_for(dir);
+            let mut bridge = BorgBridge::start(&peer, &repo_path, true);
+            let done = init(
+                &mut bridge,
+                InitOptions::new(key_type, &KeyLocation::local(&location)),
+                &settings,
+                &mut NoPrompt,
+                &Lz4Codec,
+            )
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+            bridge.finish();
+            assert_eq!(
+                done.key_file.is_some(),
+                key_type.storage() == KeyStorage::Keyfile
+            );
+            // borg must succeed without a warning or a question on stderr.
+            let borg = |args: &[&str]| {
+                let mut cmd = Command::new(&peer.borg);
+                borg_env(&mut cmd, dir)
+                    .env_remove("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK")
+                    .args(args);
+                let out = cmd.stdin(Stdio::null()).output().unwrap();
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    out.status.success() && stderr.is_empty(),
+                    "{what}: borg {args:?}: {stderr}"
+                );
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            assert_eq!(borg(&["list", "--short", &location]).trim(), "", "{what}");
+            let input = dir.join("input");
+            std::fs::create_dir_all(&input).unwrap();
+            std::fs::write(input.join("f"), "data\n".repeat(1000)).unwrap();
+            run(
+                borg_env(&mut Command::new(&peer.borg), dir)
+                    .arg("create")
+                    .arg(format!("{location}::a1"))
+                    .arg(".")
+                    .current_dir(&input),
+                None,
+            );
+            // rborg again: open (borg's newer manifest passes the replay check), add an
+            // empty archive of its own, rewrite the manifest.
+            let mut bridge = BorgBridge::start(&peer, &repo_path, false);
+            let mut opened = open_repository(
+                &mut bridge,
+                &location,
+                &[Operation::Write],
+                &settings,
+                &mut NoPrompt,
+                &Lz4Codec,
+            )
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(opened.manifest.archive("a1").is_some());
+            let key = &opened.key.key;
+            let mut meta = archive_metadata("rb");
+            meta.insert("items", Value::Array(vec![]));
+            let packed = key
+                .pack_and_authenticate(&meta, TamContext::Archive)
+                .unwrap();
+            let archive_id = key.id_hash(&packed);
+            let envelope = key
+                .encrypt_next(&mut opened.nonces, &mut bridge, &Lz4Codec.compress(&packed))
+                .unwrap();
+            bridge.put(&archive_id, envelope).unwrap();
+            opened
+                .manifest
+                .add_archive("rb", archive_id, "2024-05-06T07:08:09.123456")
+                .unwrap();
+            opened
+                .manifest
+                .write(&mut bridge, key, &mut opened.nonces, &Lz4Codec)
+                .unwrap();
+            bridge.commit(CommitOptions::default()).unwrap();
+            bridge.finish();
+            let list = borg(&["list", "--short", "--sort-by", "name", &location]);
+            assert_eq!(list.lines().collect::<Vec<_>>(), ["a1", "rb"], "{what}");
+            borg(&["check", "--verify-data", &location]);
+        }
+    }
+}

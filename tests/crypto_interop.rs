@@ -1008,3 +1008,49 @@ fn rborg_init_then_borg_uses_the_repository() {
         }
     }
 }
+
+/// `key change-passphrase` by rborg on a repository borg made: borg then needs the new
+/// passphrase and refuses the old one.
+#[test]
+fn rborg_changes_passphrase_of_borg_repository() {
+    use rborg::crypto::keymanager::change_passphrase;
+    for peer in peers() {
+        for mode in ["repokey", "keyfile-blake2", "authenticated"] {
+            let what = format!("borg {} {mode}", peer.name);
+            let t = tempfile::tempdir().unwrap();
+            let dir = t.path();
+            let repo_path = borg_init_create(&peer, dir, mode);
+            let location = repo_path.display().to_string();
+            let mut bridge = BorgBridge::start(&peer, &repo_path, false);
+            let envelope = bridge.get(&[0; 32]).unwrap();
+            let settings = settings_for(dir);
+            let mut opened =
+                open_key(&mut bridge, &envelope, &location, &settings, &mut NoPrompt).unwrap();
+            let mut new_settings = settings.clone();
+            new_settings.new_passphrase = Some(Passphrase::new("changed by rborg"));
+            change_passphrase(&mut bridge, &mut opened, &new_settings, &mut NoPrompt).unwrap();
+            bridge.finish();
+            let list = |pass: &str| {
+                let mut cmd = Command::new(&peer.borg);
+                borg_env(&mut cmd, dir)
+                    .env("BORG_PASSPHRASE", pass)
+                    .args(["list", "--short"])
+                    .arg(&repo_path);
+                cmd.stdin(Stdio::null()).output().unwrap()
+            };
+            let new = list("changed by rborg");
+            assert!(
+                new.status.success(),
+                "{what}: {}",
+                String::from_utf8_lossy(&new.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&new.stdout).trim(), "a1");
+            let old = list(PASS);
+            assert!(!old.status.success(), "{what}: old passphrase still works");
+            assert!(
+                String::from_utf8_lossy(&old.stderr).contains("upplied in BORG_PASSPHRASE"),
+                "{what}"
+            );
+        }
+    }
+}

@@ -59,7 +59,7 @@ pub enum PassphraseError {
         reason: String,
     },
     /// A passphrase from the environment did not unlock the key (`PassphraseWrong`).
-    #[error("passphrase supplied in BORG_PASSPHRASE, by BORG_PASSCOMMAND or via BORG_PASSPHRASE_FD is incorrect.")]
+    #[error("Passphrase supplied in BORG_PASSPHRASE, by BORG_PASSCOMMAND, or via BORG_PASSPHRASE_FD is incorrect.")]
     PassphraseWrong,
     /// Three wrong passphrases at the prompt (`PasswordRetriesExceeded`).
     #[error("exceeded the maximum password retries")]

@@ -84,7 +84,7 @@ fn prompt_reads_the_terminal_without_echo() {
     );
     let out = on_terminal("unlock", "a\nb\nc\n");
     assert!(
-        out.contains("RESULT error exceeded the maximum password retries"),
+        out.contains("RESULT error Exceeded the maximum password retries."),
         "{out}"
     );
 }

@@ -33,16 +33,16 @@ type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
     /// The type byte is not this key's, or the envelope is too short to hold its header.
-    #[error("Chunk {0}: Invalid encryption envelope")]
+    #[error("Data integrity error: Chunk {0}: Invalid encryption envelope")]
     InvalidEnvelope(String),
     /// The type byte of an unencrypted (authenticated or `none`) envelope is not this key's.
-    #[error("Chunk {0}: Invalid envelope")]
+    #[error("Data integrity error: Chunk {0}: Invalid envelope")]
     InvalidPlainEnvelope(String),
     /// The MAC does not match: wrong key, or the object was changed.
-    #[error("Chunk {0}: Could not decrypt [MAC Authentication failed]")]
+    #[error("Data integrity error: Chunk {0}: Could not decrypt [MAC Authentication failed]")]
     MacFailed(String),
     /// The plaintext does not hash to the id it was stored under.
-    #[error("Chunk {0}: id verification failed")]
+    #[error("Data integrity error: Chunk {0}: id verification failed")]
     IdMismatch(String),
 }
 
@@ -413,7 +413,7 @@ mod tests {
         );
         assert_eq!(
             EnvelopeError::MacFailed("(unknown)".into()).to_string(),
-            "Chunk (unknown): Could not decrypt [MAC Authentication failed]"
+            "Data integrity error: Chunk (unknown): Could not decrypt [MAC Authentication failed]"
         );
     }
 

@@ -26,7 +26,7 @@ pub enum KeyfileError {
         keys_dir: String,
     },
     /// The file is not a key file (`KeyfileInvalidError`).
-    #[error("Invalid key file for repository {location} found in {path}.")]
+    #[error("Invalid key data for repository {location} found in {path}.")]
     Invalid {
         /// The repository.
         location: String,

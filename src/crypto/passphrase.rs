@@ -48,7 +48,7 @@ impl std::fmt::Debug for Passphrase {
 #[derive(Debug, thiserror::Error)]
 pub enum PassphraseError {
     /// `BORG_PASSCOMMAND` could not run or exited non-zero (`PasscommandFailure`).
-    #[error("passcommand supplied in BORG_PASSCOMMAND failed: {0}")]
+    #[error("Passcommand supplied in BORG_PASSCOMMAND failed: {0}")]
     PasscommandFailure(String),
     /// `BORG_PASSPHRASE_FD` could not be read.
     #[error("cannot read the passphrase from BORG_PASSPHRASE_FD {fd}: {reason}")]
@@ -62,10 +62,10 @@ pub enum PassphraseError {
     #[error("Passphrase supplied in BORG_PASSPHRASE, by BORG_PASSCOMMAND, or via BORG_PASSPHRASE_FD is incorrect.")]
     PassphraseWrong,
     /// Three wrong passphrases at the prompt (`PasswordRetriesExceeded`).
-    #[error("exceeded the maximum password retries")]
+    #[error("Exceeded the maximum password retries.")]
     PasswordRetriesExceeded,
     /// No source is set and there is no terminal to ask on (`NoPassphraseFailure`).
-    #[error("can not acquire a passphrase: {0}")]
+    #[error("Cannot acquire a passphrase: {0}")]
     NoPassphrase(String),
 }
 

@@ -48,16 +48,16 @@ pub enum TamError {
     #[error("metadata is not valid msgpack: {0}")]
     Unpack(String),
     /// The manifest has no TAM although the key requires one (`TAMRequiredError`).
-    #[error("Manifest is unauthenticated, but it is required for this repository. Is somebody attacking you?")]
+    #[error("Manifest is unauthenticated, but it is required for this repository.")]
     ManifestTamRequired,
     /// An archive has no TAM although one is required (`ArchiveTAMRequiredError`).
     #[error("Archive '{0}' is unauthenticated, but it is required for this repository.")]
     ArchiveTamRequired(String),
     /// The manifest TAM is malformed or its MAC is wrong (`TAMInvalid`).
-    #[error("Manifest authentication did not verify")]
+    #[error("Data integrity error: Manifest authentication did not verify")]
     ManifestTamInvalid,
     /// An archive TAM is malformed or its MAC is wrong (`ArchiveTAMInvalid`).
-    #[error("Archive authentication did not verify")]
+    #[error("Data integrity error: Archive authentication did not verify")]
     ArchiveTamInvalid,
     /// The TAM names a suite other than HKDF_HMAC_SHA512 while one is required
     /// (`TAMUnsupportedSuiteError`).

@@ -175,6 +175,9 @@ impl Key {
         if data.starts_with(&[0xc1; 4]) {
             return Err(TamError::UnsupportedManifest);
         }
+        if force_tam_not_required && self.tam_required() {
+            log::warn!("Manifest authentication DISABLED.");
+        }
         let required = self.tam_required() && !force_tam_not_required;
         self.unpack_and_verify(data, TamContext::Manifest, required)
     }

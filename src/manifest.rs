@@ -131,6 +131,26 @@ pub enum ManifestError {
     Repository(#[from] RepositoryError),
 }
 
+impl ManifestError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ManifestError::NoManifest => 26,
+            ManifestError::Envelope(e) => e.exit_code(),
+            ManifestError::Decompress(_) => 92,
+            ManifestError::Tam(e) => e.exit_code(),
+            ManifestError::Invalid(_) => 2,
+            ManifestError::MandatoryFeatureUnsupported(_) => 25,
+            ManifestError::ArchiveExists(_) => 30,
+            ManifestError::ArchiveNotFound(_) => 31,
+            ManifestError::Limits(_) => 2,
+            ManifestError::Nonce(e) => e.exit_code(),
+            ManifestError::Security(e) => e.exit_code(),
+            ManifestError::Repository(_) => 2,
+        }
+    }
+}
+
 /// The operations a command performs, for the feature-flag check (`Manifest.Operation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -557,6 +577,17 @@ pub enum OpenRepositoryError {
     /// A security check failed.
     #[error(transparent)]
     Security(#[from] SecurityError),
+}
+
+impl OpenRepositoryError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            OpenRepositoryError::Key(e) => e.exit_code(),
+            OpenRepositoryError::Manifest(e) => e.exit_code(),
+            OpenRepositoryError::Security(e) => e.exit_code(),
+        }
+    }
 }
 
 /// Opens a repository the way borg's `with_repository(manifest=True)` does: read the

@@ -46,6 +46,14 @@ pub enum EnvelopeError {
     IdMismatch(String),
 }
 
+impl EnvelopeError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        // All of them are borg IntegrityErrors.
+        90
+    }
+}
+
 /// The number of AES blocks (and so counter values) a payload of `len` bytes uses
 /// (`num_cipher_blocks`).
 pub fn num_cipher_blocks(len: usize) -> u64 {

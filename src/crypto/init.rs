@@ -51,6 +51,21 @@ pub enum InitError {
     Repository(#[from] RepositoryError),
 }
 
+impl InitError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            InitError::Key(e) => e.exit_code(),
+            InitError::Passphrase(e) => e.exit_code(),
+            InitError::Blob(e) => e.exit_code(),
+            InitError::Keyfile(e) => e.exit_code(),
+            InitError::Manifest(e) => e.exit_code(),
+            InitError::Security(e) => e.exit_code(),
+            InitError::RelatedSecrets | InitError::Repository(_) => 2,
+        }
+    }
+}
+
 /// What `init` made.
 #[derive(Debug)]
 pub struct Initialized {
@@ -263,6 +278,7 @@ mod tests {
                     matches!(e, OpenError::Passphrase(PassphraseError::PassphraseWrong)),
                     "{e}"
                 );
+                assert_eq!(e.exit_code(), 52);
             }
         }
     }
@@ -379,9 +395,11 @@ mod tests {
             Err(OpenError::RepoKeyNotFound(_))
         ));
         // An unknown type byte.
+        let e = open_key(&mut repo, &[0x42, 1, 2], "/r", &s, &mut NoPrompt).unwrap_err();
         assert!(matches!(
-            open_key(&mut repo, &[0x42, 1, 2], "/r", &s, &mut NoPrompt),
-            Err(OpenError::Key(KeyError::UnsupportedPayload(0x42)))
+            e,
+            OpenError::Key(KeyError::UnsupportedPayload(0x42))
         ));
+        assert_eq!(e.exit_code(), 48);
     }
 }

@@ -46,6 +46,18 @@ pub enum KeyError {
     Random(String),
 }
 
+impl KeyError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            KeyError::UnsupportedPayload(_) | KeyError::EmptyManifest => 48,
+            KeyError::UnknownMode(_) => 2,
+            KeyError::BadLength { .. } => 40,
+            KeyError::Random(_) => 2,
+        }
+    }
+}
+
 /// Where a key type keeps its encrypted key blob (borg's `KeyBlobStorage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStorage {

@@ -47,6 +47,16 @@ pub enum KeyBlobError {
     Random(String),
 }
 
+impl KeyBlobError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            KeyBlobError::NotAKey | KeyBlobError::Corrupt(_) | KeyBlobError::BadKey(_) => 40,
+            _ => 2,
+        }
+    }
+}
+
 /// A decrypted key blob.
 #[derive(Debug)]
 pub struct DecryptedKey {

@@ -57,6 +57,18 @@ pub enum KeyfileError {
     },
 }
 
+impl KeyfileError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            KeyfileError::NotFound { .. } => 42,
+            KeyfileError::Invalid { .. } | KeyfileError::WorldReadable(_) => 40,
+            KeyfileError::Mismatch { .. } => 41,
+            KeyfileError::AlreadyExists(_) | KeyfileError::Io { .. } => 2,
+        }
+    }
+}
+
 /// What key files need to know about a repository location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLocation {

@@ -57,6 +57,23 @@ pub enum KeyManagerError {
     Repository(#[from] RepositoryError),
 }
 
+impl KeyManagerError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            KeyManagerError::NotABorgKeyFile => 43,
+            KeyManagerError::RepoIdMismatch => 45,
+            KeyManagerError::UnencryptedRepo => 46,
+            KeyManagerError::PaperKey { .. } | KeyManagerError::RelatedSecrets(_) => 2,
+            KeyManagerError::Blob(e) => e.exit_code(),
+            KeyManagerError::Keyfile(e) => e.exit_code(),
+            KeyManagerError::Open(e) => e.exit_code(),
+            KeyManagerError::Passphrase(e) => e.exit_code(),
+            KeyManagerError::Repository(_) => 2,
+        }
+    }
+}
+
 fn sha256_hex(data: &[u8], n: usize) -> String {
     let mut h = hex::encode(Sha256::digest(data));
     h.truncate(n);

@@ -49,6 +49,13 @@ pub enum NonceError {
     Exhausted,
 }
 
+impl NonceError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+}
+
 /// The encryption counter of one key in one process, with its reservation.
 #[derive(Debug)]
 pub struct NonceManager {

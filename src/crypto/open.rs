@@ -34,6 +34,20 @@ pub enum OpenError {
     Repository(#[from] RepositoryError),
 }
 
+impl OpenError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            OpenError::Key(e) => e.exit_code(),
+            OpenError::RepoKeyNotFound(_) => 44,
+            OpenError::Blob(e) => e.exit_code(),
+            OpenError::Keyfile(e) => e.exit_code(),
+            OpenError::Passphrase(e) => e.exit_code(),
+            OpenError::Repository(_) => 2,
+        }
+    }
+}
+
 /// Where a key blob is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyTarget {

@@ -69,6 +69,18 @@ pub enum PassphraseError {
     NoPassphrase(String),
 }
 
+impl PassphraseError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PassphraseError::NoPassphrase(_) => 50,
+            PassphraseError::PasscommandFailure(_) | PassphraseError::FdFailure { .. } => 51,
+            PassphraseError::PassphraseWrong => 52,
+            PassphraseError::PasswordRetriesExceeded => 53,
+        }
+    }
+}
+
 /// Asks the user things. The CLI uses [`TtyPrompter`]; tests script the answers.
 pub trait Prompter {
     /// Asks for a secret without echo. `Ok(None)` means no terminal or end of input.

@@ -42,6 +42,20 @@ pub enum SecurityError {
     },
 }
 
+impl SecurityError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SecurityError::CacheInitAborted => 60,
+            SecurityError::EncryptionMethodMismatch => 61,
+            SecurityError::RepositoryAccessAborted => 62,
+            SecurityError::RepositoryIdNotUnique => 63,
+            SecurityError::RepositoryReplay => 64,
+            SecurityError::Io { .. } => 2,
+        }
+    }
+}
+
 /// What the local cache remembers about a repository; borg reconciles it with the security
 /// dir (`CacheConfig`). The cache module fills this in when a cache exists.
 #[derive(Debug, Clone, Default)]

@@ -68,6 +68,22 @@ pub enum TamError {
     Random(String),
 }
 
+impl TamError {
+    /// Borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            TamError::UnsupportedManifest => 27,
+            TamError::Unpack(_) => 90,
+            TamError::ManifestTamRequired => 98,
+            TamError::ArchiveTamRequired(_) => 96,
+            TamError::ManifestTamInvalid => 97,
+            TamError::ArchiveTamInvalid => 95,
+            TamError::UnsupportedSuite(_) => 99,
+            TamError::Random(_) => 2,
+        }
+    }
+}
+
 /// How a TAM check came out when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TamStatus {
@@ -429,6 +445,12 @@ mod tests {
             k.unpack_and_verify_manifest(&bad, false),
             Err(TamError::ManifestTamInvalid)
         ));
+        assert_eq!(
+            k.unpack_and_verify_manifest(&bad, false)
+                .unwrap_err()
+                .exit_code(),
+            97
+        );
         // No TAM at all.
         let bare = msgpack::encode(&manifest_value());
         assert!(matches!(

@@ -565,6 +565,30 @@ pub struct OpenedRepository {
     pub nonces: NonceManager,
 }
 
+impl OpenedRepository {
+    /// Writes the manifest, commits the repository, and records the new manifest timestamp
+    /// in the security dir (borg does the last part when it commits its cache), so that a
+    /// later rollback to an older manifest is noticed.
+    pub fn write_manifest_and_commit(
+        &mut self,
+        repository: &mut dyn Repository,
+        location: &str,
+        settings: &crate::crypto::CryptoSettings,
+        codec: &dyn PayloadCodec,
+    ) -> Result<(), ManifestError> {
+        self.manifest
+            .write(repository, &self.key.key, &mut self.nonces, codec)?;
+        repository.commit(crate::repository::CommitOptions::default())?;
+        let security = SecurityDir::new(settings, repository.id());
+        security.save(
+            location,
+            self.key.key.key_type(),
+            self.manifest.timestamp.as_deref().unwrap_or_default(),
+        )?;
+        Ok(())
+    }
+}
+
 /// Why a repository could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenRepositoryError {
@@ -897,8 +921,7 @@ mod tests {
             .add_archive("a", [1; 32], "2024-01-01T00:00:00.000000")
             .unwrap();
         opened
-            .manifest
-            .write(&mut repo, &opened.key.key, &mut opened.nonces, &Lz4Codec)
+            .write_manifest_and_commit(&mut repo, "/r", &s, &Lz4Codec)
             .unwrap();
         let new_iv = crate::crypto::envelope::envelope_iv(&repo.objects[&MANIFEST_ID]).unwrap();
         assert!(new_iv > old_iv);
@@ -912,15 +935,12 @@ mod tests {
         )
         .unwrap();
         assert!(again.manifest.archive("a").is_some());
-        // Remember the newer manifest, then put the old one back: a replay.
+        // The security dir remembers the newer manifest; putting the old one back is a replay.
         let security = SecurityDir::new(&s, &[8; 32]);
-        security
-            .save(
-                "/r",
-                KeyType::Repokey,
-                again.manifest.timestamp.as_deref().unwrap(),
-            )
-            .unwrap();
+        assert_eq!(
+            security.manifest_timestamp().unwrap(),
+            again.manifest.timestamp
+        );
         let mut old = Manifest::from_envelope(
             &again.key.key,
             &repo.objects[&MANIFEST_ID],

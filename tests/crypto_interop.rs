@@ -997,10 +997,8 @@ fn rborg_init_then_borg_uses_the_repository() {
                 .add_archive("rb", archive_id, "2024-05-06T07:08:09.123456")
                 .unwrap();
             opened
-                .manifest
-                .write(&mut bridge, key, &mut opened.nonces, &Lz4Codec)
+                .write_manifest_and_commit(&mut bridge, &location, &settings, &Lz4Codec)
                 .unwrap();
-            bridge.commit(CommitOptions::default()).unwrap();
             bridge.finish();
             let list = borg(&["list", "--short", "--sort-by", "name", &location]);
             assert_eq!(list.lines().collect::<Vec<_>>(), ["a1", "rb"], "{what}");

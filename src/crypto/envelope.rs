@@ -7,7 +7,7 @@
 //! BLAKE2b types an unkeyed BLAKE2b-256 over `enc_hmac_key ‖ IV ‖ ciphertext`. The AES counter
 //! block is `0^8 ‖ BE64(IV)`, incremented as one 128-bit big-endian number.
 //!
-//! Encryption and decryption work in slices of [`SLICE`] bytes, ciphering and MACing each slice
+//! Encryption and decryption work in slices of 16 KiB, ciphering and MACing each slice
 //! while it is in cache, and never touch any counter: the caller passes the IV (see
 //! [`crate::crypto::nonces`] for where it comes from).
 

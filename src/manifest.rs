@@ -48,7 +48,7 @@ pub const ITEM_KEYS: [&str; 23] = [
 pub const MAX_ARCHIVES: usize = 400_000;
 
 /// Turns plaintext into an envelope payload and back. The compress module provides the full
-/// set (lz4, zstd, zlib, lzma, auto, obfuscate); [`Lz4Codec`] is enough for manifests.
+/// set (lz4, zstd, zlib, lzma, auto, obfuscate); [`DefaultCodec`] is enough for manifests.
 pub trait PayloadCodec {
     /// Compresses `data` into a payload with borg's 2-byte header.
     fn compress(&self, data: &[u8]) -> Vec<u8>;
@@ -56,12 +56,17 @@ pub trait PayloadCodec {
     fn decompress(&self, payload: &[u8]) -> Result<Vec<u8>, String>;
 }
 
-/// Borg's default manifest compression: lz4 when it saves space, else none. Reads `none` and
-/// `lz4` payloads only.
+/// Borg's default compression for metadata (lz4 when it saves space, else none) for writing,
+/// and every borg 1.x compressor for reading: none, lz4, zstd, zlib, lzma and the obfuscate
+/// wrapper (`Compressor.decompress`). A borg command run with `-C zstd` writes its manifest
+/// with zstd, so a reader must take all of them. The compress module has the full writer side.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Lz4Codec;
+pub struct DefaultCodec;
 
-impl PayloadCodec for Lz4Codec {
+/// The most a payload may decompress to (borg's lz4 buffer limit, about 128 MiB).
+const MAX_DECOMPRESSED: usize = 128 << 20;
+
+impl PayloadCodec for DefaultCodec {
     fn compress(&self, data: &[u8]) -> Vec<u8> {
         let lz4 = lz4_flex::block::compress(data);
         if lz4.len() < data.len() {
@@ -72,21 +77,68 @@ impl PayloadCodec for Lz4Codec {
     }
 
     fn decompress(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
-        match payload {
-            [0, 0, rest @ ..] => Ok(rest.to_vec()),
-            [1, 0, rest @ ..] => {
-                // lz4 blocks carry no size; grow the buffer like borg does.
-                let mut size = (rest.len() * 3).max(1 << 16);
-                loop {
-                    match lz4_flex::block::decompress(rest, size) {
-                        Ok(d) => return Ok(d),
-                        Err(_) if size < 128 << 20 => size = size * 3 / 2,
-                        Err(e) => return Err(format!("lz4 decompression failed: {e}")),
+        decompress_any(payload, 0)
+    }
+}
+
+fn read_limited(r: impl std::io::Read, what: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    r.take(MAX_DECOMPRESSED as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("{what} decompression failed: {e}"))?;
+    if out.len() > MAX_DECOMPRESSED {
+        return Err(format!(
+            "{what} data decompresses to more than {MAX_DECOMPRESSED} bytes"
+        ));
+    }
+    Ok(out)
+}
+
+/// Detects the compressor from the header, in borg's order (lz4, zstd, none, zlib, lzma,
+/// obfuscate).
+fn decompress_any(payload: &[u8], depth: u8) -> Result<Vec<u8>, String> {
+    match payload {
+        [1, 0, rest @ ..] => {
+            // lz4 blocks carry no size; grow the buffer like borg does.
+            let mut size = (rest.len() * 3).max(1 << 16);
+            loop {
+                match lz4_flex::block::decompress(rest, size) {
+                    Ok(d) => return Ok(d),
+                    Err(_) if size < MAX_DECOMPRESSED => {
+                        size = (size * 3 / 2).min(MAX_DECOMPRESSED)
                     }
+                    Err(e) => return Err(format!("lz4 decompression failed: {e}")),
                 }
             }
-            _ => Err("payload is not none or lz4 compressed".into()),
         }
+        [3, 0, rest @ ..] => read_limited(
+            zstd::stream::read::Decoder::new(rest).map_err(|e| format!("zstd: {e}"))?,
+            "zstd",
+        ),
+        [0, 0, rest @ ..] => Ok(rest.to_vec()),
+        [b0, b1, ..] if b0 & 0x0f == 8 && (u16::from(*b0) * 256 + u16::from(*b1)) % 31 == 0 => {
+            read_limited(flate2::read::ZlibDecoder::new(payload), "zlib")
+        }
+        [2, 0, rest @ ..] => read_limited(
+            xz2::read::XzDecoder::new_stream(
+                rest,
+                xz2::stream::Stream::new_auto_decoder(u64::MAX, 0)
+                    .map_err(|e| format!("lzma: {e}"))?,
+            ),
+            "lzma",
+        ),
+        [4, 0, rest @ ..] if depth == 0 => {
+            let len = rest
+                .get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .ok_or("obfuscated payload is truncated")?;
+            let inner = rest
+                .get(4..4 + len)
+                .ok_or("obfuscated payload is truncated")?;
+            decompress_any(inner, depth + 1)
+        }
+        _ => Err("No decompressor for this data found".into()),
     }
 }
 
@@ -901,7 +953,7 @@ mod tests {
             InitOptions::new(KeyType::Repokey, &loc),
             &s,
             &mut NoPrompt,
-            &Lz4Codec,
+            &DefaultCodec,
         )
         .unwrap();
         let mut opened = open_repository(
@@ -910,7 +962,7 @@ mod tests {
             &[Operation::Write],
             &s,
             &mut NoPrompt,
-            &Lz4Codec,
+            &DefaultCodec,
         )
         .unwrap();
         assert!(opened.manifest.tam_verified);
@@ -921,7 +973,7 @@ mod tests {
             .add_archive("a", [1; 32], "2024-01-01T00:00:00.000000")
             .unwrap();
         opened
-            .write_manifest_and_commit(&mut repo, "/r", &s, &Lz4Codec)
+            .write_manifest_and_commit(&mut repo, "/r", &s, &DefaultCodec)
             .unwrap();
         let new_iv = crate::crypto::envelope::envelope_iv(&repo.objects[&MANIFEST_ID]).unwrap();
         assert!(new_iv > old_iv);
@@ -931,7 +983,7 @@ mod tests {
             &[Operation::Read],
             &s,
             &mut NoPrompt,
-            &Lz4Codec,
+            &DefaultCodec,
         )
         .unwrap();
         assert!(again.manifest.archive("a").is_some());
@@ -944,13 +996,16 @@ mod tests {
         let mut old = Manifest::from_envelope(
             &again.key.key,
             &repo.objects[&MANIFEST_ID],
-            &Lz4Codec,
+            &DefaultCodec,
             false,
         )
         .unwrap();
         old.timestamp = Some("2000-01-01T00:00:00.000000".into());
         let data = old.pack_with_salt(&again.key.key, &[0; 64]);
-        let env = again.key.key.encrypt(1 << 40, &Lz4Codec.compress(&data));
+        let env = again
+            .key
+            .key
+            .encrypt(1 << 40, &DefaultCodec.compress(&data));
         repo.objects.insert(MANIFEST_ID, env);
         assert!(matches!(
             open_repository(
@@ -959,7 +1014,7 @@ mod tests {
                 &[Operation::Read],
                 &s,
                 &mut NoPrompt,
-                &Lz4Codec
+                &DefaultCodec
             ),
             Err(OpenRepositoryError::Security(
                 SecurityError::RepositoryReplay
@@ -974,7 +1029,7 @@ mod tests {
                 &[Operation::Read],
                 &s,
                 &mut NoPrompt,
-                &Lz4Codec
+                &DefaultCodec
             ),
             Err(OpenRepositoryError::Manifest(ManifestError::NoManifest))
         ));
@@ -982,7 +1037,7 @@ mod tests {
 
     #[test]
     fn lz4_codec_roundtrip() {
-        let c = Lz4Codec;
+        let c = DefaultCodec;
         let data = b"hello world".repeat(10);
         let p = c.compress(&data);
         assert_eq!(&p[..2], &[1, 0]);
@@ -990,6 +1045,15 @@ mod tests {
         // What borg's liblz4 wrote (crypto.md §5.5) reads back too.
         let borg = hex::decode("0100bf68656c6c6f20776f726c640b004b50776f726c64").unwrap();
         assert_eq!(c.decompress(&borg).unwrap(), data);
+        // The other compressors, as borg 1.2.4 and 1.4.5 write them (crypto.md §5.5).
+        for hex_payload in [
+            "030028b52ffd206e9500005868656c6c6f20776f726c640100c069f102",
+            "789ccb48cdc9c95728cf2fca49c9a03d130072d92b99",
+            "0200fd377a585a000000ff12d9410200210116000000742fe5a3e0006d00115d00341949ee8de917893a33600971212e3800000000000001256e93297f6206729e7a010000000000595a",
+            "0400000000170100bf68656c6c6f20776f726c640b004b50776f726c6400",
+        ] {
+            assert_eq!(c.decompress(&hex::decode(hex_payload).unwrap()).unwrap(), data, "{hex_payload}");
+        }
         let raw: Vec<u8> = (0..=255u8).collect();
         assert_eq!(&c.compress(&raw)[..2], &[0, 0]);
         assert!(c.decompress(&[9, 9]).is_err());

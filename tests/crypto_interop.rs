@@ -18,7 +18,7 @@ use rborg::crypto::nonces::{read_nonce_file, NonceManager, NONCE_SPACE_RESERVATI
 use rborg::crypto::open::open_key;
 use rborg::crypto::passphrase::NoPrompt;
 use rborg::crypto::{CryptoSettings, Key, Passphrase, TamContext};
-use rborg::manifest::{Lz4Codec, Manifest, PayloadCodec};
+use rborg::manifest::{DefaultCodec, Manifest, PayloadCodec};
 use rborg::msgpack::Value;
 use rborg::repository::{CommitOptions, ObjectId, Repository, RepositoryError};
 
@@ -215,7 +215,7 @@ fn write_rborg_objects(dir: &Path, key_type: KeyType, tamper_manifest: bool) -> 
     std::fs::write(dir.join("archive_id"), hex::encode(archive_id)).unwrap();
     std::fs::write(
         dir.join("archive.bin"),
-        key.encrypt(1000, &Lz4Codec.compress(&archive)),
+        key.encrypt(1000, &DefaultCodec.compress(&archive)),
     )
     .unwrap();
     let mut manifest = Manifest::new();
@@ -230,7 +230,7 @@ fn write_rborg_objects(dir: &Path, key_type: KeyType, tamper_manifest: bool) -> 
     }
     std::fs::write(
         dir.join("manifest.bin"),
-        key.encrypt(0, &Lz4Codec.compress(&data)),
+        key.encrypt(0, &DefaultCodec.compress(&data)),
     )
     .unwrap();
     key
@@ -487,13 +487,14 @@ fn borg_repositories_open_in_rborg() {
             )
             .unwrap_or_else(|e| panic!("borg {} {key_type:?}: {e}", peer.name));
             assert_eq!(opened.key.key_type(), key_type);
-            let (manifest, _) = Manifest::load(&mut repo, &opened.key, &Lz4Codec, false).unwrap();
+            let (manifest, _) =
+                Manifest::load(&mut repo, &opened.key, &DefaultCodec, false).unwrap();
             assert!(manifest.tam_verified);
             let entry = manifest.archive("a1").unwrap().clone();
             let data = opened
                 .key
                 .decrypt_and_verify(&entry.id, &repo.get(&entry.id).unwrap(), |p| {
-                    Lz4Codec.decompress(p)
+                    DefaultCodec.decompress(p)
                 })
                 .unwrap();
             let (meta, status) = opened.key.unpack_and_verify_archive(&data, true).unwrap();
@@ -503,7 +504,9 @@ fn borg_repositories_open_in_rborg() {
                 let id: ObjectId = item_chunk.as_bytes().unwrap().try_into().unwrap();
                 opened
                     .key
-                    .decrypt_and_verify(&id, &repo.get(&id).unwrap(), |p| Lz4Codec.decompress(p))
+                    .decrypt_and_verify(&id, &repo.get(&id).unwrap(), |p| {
+                        DefaultCodec.decompress(p)
+                    })
                     .unwrap();
             }
         }
@@ -921,7 +924,7 @@ fn rborg_init_then_borg_uses_the_repository() {
     use rborg::crypto::keyfile::KeyLocation;
     use rborg::manifest::{open_repository, Operation};
     for peer in peers() {
-        for key_type in KeyType::INIT_MODES {
+        for (n, key_type) in KeyType::INIT_MODES.into_iter().enumerate() {
             let what = format!("borg {} {key_type:?}", peer.name);
             let t = tempfile::tempdir().unwrap();
             let dir = t.path();
@@ -934,7 +937,7 @@ fn rborg_init_then_borg_uses_the_repository() {
                 InitOptions::new(key_type, &KeyLocation::local(&location)),
                 &settings,
                 &mut NoPrompt,
-                &Lz4Codec,
+                &DefaultCodec,
             )
             .unwrap_or_else(|e| panic!("{what}: {e}"));
             bridge.finish();
@@ -963,6 +966,19 @@ fn rborg_init_then_borg_uses_the_repository() {
             run(
                 borg_env(&mut Command::new(&peer.borg), dir)
                     .arg("create")
+                    // borg writes the manifest with the command's compressor; cover them all.
+                    .args([
+                        "-C",
+                        [
+                            "zstd,3",
+                            "zlib,6",
+                            "lzma,1",
+                            "lz4",
+                            "none",
+                            "auto,zstd",
+                            "obfuscate,3,zstd",
+                        ][n],
+                    ])
                     .arg(format!("{location}::a1"))
                     .arg(".")
                     .current_dir(&input),
@@ -977,7 +993,7 @@ fn rborg_init_then_borg_uses_the_repository() {
                 &[Operation::Write],
                 &settings,
                 &mut NoPrompt,
-                &Lz4Codec,
+                &DefaultCodec,
             )
             .unwrap_or_else(|e| panic!("{what}: {e}"));
             assert!(opened.manifest.archive("a1").is_some());
@@ -989,7 +1005,11 @@ fn rborg_init_then_borg_uses_the_repository() {
                 .unwrap();
             let archive_id = key.id_hash(&packed);
             let envelope = key
-                .encrypt_next(&mut opened.nonces, &mut bridge, &Lz4Codec.compress(&packed))
+                .encrypt_next(
+                    &mut opened.nonces,
+                    &mut bridge,
+                    &DefaultCodec.compress(&packed),
+                )
                 .unwrap();
             bridge.put(&archive_id, envelope).unwrap();
             opened
@@ -997,7 +1017,7 @@ fn rborg_init_then_borg_uses_the_repository() {
                 .add_archive("rb", archive_id, "2024-05-06T07:08:09.123456")
                 .unwrap();
             opened
-                .write_manifest_and_commit(&mut bridge, &location, &settings, &Lz4Codec)
+                .write_manifest_and_commit(&mut bridge, &location, &settings, &DefaultCodec)
                 .unwrap();
             bridge.finish();
             let list = borg(&["list", "--short", "--sort-by", "name", &location]);

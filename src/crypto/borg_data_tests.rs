@@ -13,7 +13,7 @@ use super::open::open_key;
 use super::passphrase::{NoPrompt, Passphrase};
 use super::settings::CryptoSettings;
 use super::tam::TamStatus;
-use crate::manifest::{Lz4Codec, Manifest, PayloadCodec};
+use crate::manifest::{DefaultCodec, Manifest, PayloadCodec};
 use crate::msgpack::Value;
 
 fn data_dir() -> PathBuf {
@@ -115,7 +115,7 @@ fn borg_repositories_open_and_verify() {
             assert!(m.tam_required);
             assert_eq!(m.id_key.len(), case.key_type.mac_key_len());
         }
-        let (manifest, _) = Manifest::load(&mut repo, key, &Lz4Codec, false).unwrap();
+        let (manifest, _) = Manifest::load(&mut repo, key, &DefaultCodec, false).unwrap();
         assert!(manifest.tam_verified, "{what}");
         let entry = manifest.archive("a1").expect("archive a1 in manifest");
         assert_eq!(entry.id, case.archive_id);
@@ -125,7 +125,9 @@ fn borg_repositories_open_and_verify() {
         );
         // The archive: MAC, decompression, id and TAM.
         let plain = key
-            .decrypt_and_verify(&case.archive_id, &case.archive, |p| Lz4Codec.decompress(p))
+            .decrypt_and_verify(&case.archive_id, &case.archive, |p| {
+                DefaultCodec.decompress(p)
+            })
             .unwrap();
         let (meta, status) = key.unpack_and_verify_archive(&plain, true).unwrap();
         assert!(matches!(status, TamStatus::Verified { .. }), "{what}");
@@ -135,7 +137,7 @@ fn borg_repositories_open_and_verify() {
         let n = bad.len();
         bad[n - 1] ^= 1;
         assert!(
-            key.decrypt_and_verify(&case.archive_id, &bad, |p| Lz4Codec.decompress(p))
+            key.decrypt_and_verify(&case.archive_id, &bad, |p| DefaultCodec.decompress(p))
                 .is_err(),
             "{what}"
         );
@@ -198,7 +200,7 @@ fn repacking_borg_metadata_is_byte_identical() {
                 .try_into()
                 .unwrap()
         };
-        let plain = Lz4Codec
+        let plain = DefaultCodec
             .decompress(&key.decrypt(None, &case.manifest).unwrap())
             .unwrap();
         let manifest = Manifest::from_plaintext(&key, &plain, false).unwrap();
@@ -207,7 +209,7 @@ fn repacking_borg_metadata_is_byte_identical() {
             plain,
             "{what}: manifest"
         );
-        let plain = Lz4Codec
+        let plain = DefaultCodec
             .decompress(&key.decrypt(None, &case.archive).unwrap())
             .unwrap();
         let (meta, _) = key.unpack_and_verify_archive(&plain, true).unwrap();
@@ -233,29 +235,29 @@ fn damaged_borg_manifests_are_refused() {
             .unwrap()
             .unwrap();
         let key = super::key::Key::new(case.key_type, k.material).unwrap();
-        let plain = Lz4Codec
+        let plain = DefaultCodec
             .decompress(&key.decrypt(None, &case.manifest).unwrap())
             .unwrap();
         let mut v = crate::msgpack::decode(&plain).unwrap();
         v.remove("tam");
-        let missing = key.encrypt(1, &Lz4Codec.compress(&crate::msgpack::encode(&v)));
+        let missing = key.encrypt(1, &DefaultCodec.compress(&crate::msgpack::encode(&v)));
         assert!(matches!(
-            Manifest::from_envelope(&key, &missing, &Lz4Codec, false),
+            Manifest::from_envelope(&key, &missing, &DefaultCodec, false),
             Err(ManifestError::Tam(TamError::ManifestTamRequired))
         ));
         let mut broken = plain.clone();
         let pos = broken.windows(9).position(|w| w == b"timestamp").unwrap() + 12;
         broken[pos] ^= 1;
-        let broken = key.encrypt(1, &Lz4Codec.compress(&broken));
+        let broken = key.encrypt(1, &DefaultCodec.compress(&broken));
         assert!(matches!(
-            Manifest::from_envelope(&key, &broken, &Lz4Codec, false),
+            Manifest::from_envelope(&key, &broken, &DefaultCodec, false),
             Err(ManifestError::Tam(TamError::ManifestTamInvalid))
         ));
         // Damage to the envelope itself is caught by the MAC first.
         let mut bad = case.manifest.clone();
         bad[50] ^= 4;
         assert!(matches!(
-            Manifest::from_envelope(&key, &bad, &Lz4Codec, false),
+            Manifest::from_envelope(&key, &bad, &DefaultCodec, false),
             Err(ManifestError::Envelope(
                 super::envelope::EnvelopeError::MacFailed(_)
             ))

@@ -195,7 +195,7 @@ mod tests {
     use crate::crypto::nonces::tests::MemRepo;
     use crate::crypto::open::{load_key_blob, open_key, OpenError};
     use crate::crypto::passphrase::NoPrompt;
-    use crate::manifest::Lz4Codec;
+    use crate::manifest::DefaultCodec;
 
     fn settings(t: &tempfile::TempDir, pass: &str) -> CryptoSettings {
         let mut s = CryptoSettings::under(t.path());
@@ -218,7 +218,7 @@ mod tests {
                 InitOptions::new(key_type, &loc),
                 &s,
                 &mut NoPrompt,
-                &Lz4Codec,
+                &DefaultCodec,
             )
             .unwrap();
             // Borg's order: save_key, get_free_nonce, commit_nonce_reservation, put, commit.
@@ -252,7 +252,7 @@ mod tests {
             assert_eq!(envelope[0], key_type.type_byte());
             let opened = open_key(&mut repo, &envelope, "/tmp/r", &s, &mut NoPrompt).unwrap();
             assert_eq!(opened.key.key_type(), key_type);
-            let (m, _) = Manifest::load(&mut repo, &opened.key, &Lz4Codec, false).unwrap();
+            let (m, _) = Manifest::load(&mut repo, &opened.key, &DefaultCodec, false).unwrap();
             assert!(m.tam_verified);
             assert!(m.archives.is_empty());
             sec.assert_secure(
@@ -297,7 +297,7 @@ mod tests {
             InitOptions::new(KeyType::Keyfile, &loc),
             &s,
             &mut NoPrompt,
-            &Lz4Codec,
+            &DefaultCodec,
         )
         .unwrap();
         let (blob, _) = load_key_blob(&mut repo, KeyType::Keyfile, &s, "/r").unwrap();
@@ -337,7 +337,7 @@ mod tests {
             InitOptions::new(KeyType::Repokey, &loc),
             &s,
             &mut NoPrompt,
-            &Lz4Codec,
+            &DefaultCodec,
         )
         .unwrap();
         let related = RelatedSecrets::of(&a.key.key).unwrap();
@@ -349,7 +349,7 @@ mod tests {
             related: Some(&related),
             ..InitOptions::new(KeyType::Authenticated, &loc)
         };
-        let b = init(&mut second, options, &s, &mut NoPrompt, &Lz4Codec).unwrap();
+        let b = init(&mut second, options, &s, &mut NoPrompt, &DefaultCodec).unwrap();
         assert_eq!(a.key.key.id_hash(b"chunk"), b.key.key.id_hash(b"chunk"));
         assert_eq!(a.key.key.chunk_seed(), b.key.key.chunk_seed());
         assert_ne!(
@@ -365,7 +365,7 @@ mod tests {
             ..InitOptions::new(KeyType::RepokeyBlake2, &loc)
         };
         assert!(matches!(
-            init(&mut third, options, &s, &mut NoPrompt, &Lz4Codec),
+            init(&mut third, options, &s, &mut NoPrompt, &DefaultCodec),
             Err(InitError::RelatedSecrets)
         ));
     }
@@ -383,7 +383,7 @@ mod tests {
             passphrase: Some(Passphrase::new("")),
             ..InitOptions::new(KeyType::Repokey, &loc)
         };
-        init(&mut repo, options, &s, &mut NoPrompt, &Lz4Codec).unwrap();
+        init(&mut repo, options, &s, &mut NoPrompt, &DefaultCodec).unwrap();
         let envelope = repo.objects[&[0; 32]].clone();
         let opened = open_key(&mut repo, &envelope, "/r", &s, &mut NoPrompt).unwrap();
         assert!(!opened.logically_encrypted);

@@ -8,8 +8,10 @@
 
 pub mod archive;
 pub mod cache;
+pub mod crypto;
 pub mod fs;
 pub mod location;
+pub mod manifest;
 pub mod msgpack;
 pub mod ops;
 pub mod patterns;

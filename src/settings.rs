@@ -97,14 +97,16 @@ impl Environment {
     }
 
     /// Borg's config directory: `BORG_CONFIG_DIR`, else `$XDG_CONFIG_HOME/borg`, else
-    /// `<base>/.config/borg` (`helpers/fs.py: get_config_dir`; `XDG_CONFIG_HOME` wins over
-    /// `BORG_BASE_DIR` there too).
+    /// `<base>/.config/borg` (`helpers/fs.py: get_config_dir`; `XDG_CONFIG_HOME` counts only
+    /// when `BORG_BASE_DIR` is unset).
     pub fn config_dir(&self) -> Option<PathBuf> {
         if let Some(p) = self.path("BORG_CONFIG_DIR") {
             return Some(p);
         }
-        if let Some(x) = self.path("XDG_CONFIG_HOME") {
-            return Some(x.join("borg"));
+        if self.path("BORG_BASE_DIR").is_none() {
+            if let Some(x) = self.path("XDG_CONFIG_HOME") {
+                return Some(x.join("borg"));
+            }
         }
         self.base_dir().map(|b| b.join(".config").join("borg"))
     }
@@ -115,22 +117,20 @@ impl Environment {
         if let Some(p) = self.path("BORG_CACHE_DIR") {
             return Some(p);
         }
-        if let Some(x) = self.path("XDG_CACHE_HOME") {
-            return Some(x.join("borg"));
+        if self.path("BORG_BASE_DIR").is_none() {
+            if let Some(x) = self.path("XDG_CACHE_HOME") {
+                return Some(x.join("borg"));
+            }
         }
         self.base_dir().map(|b| b.join(".cache").join("borg"))
     }
 
-    /// Borg's key file directory: `BORG_KEYS_DIR`, else `<config>/keys`.
-    pub fn keys_dir(&self) -> Option<PathBuf> {
-        self.path("BORG_KEYS_DIR")
-            .or_else(|| self.config_dir().map(|c| c.join("keys")))
-    }
-
-    /// Borg's security directory: `BORG_SECURITY_DIR`, else `<config>/security`.
-    pub fn security_dir(&self) -> Option<PathBuf> {
-        self.path("BORG_SECURITY_DIR")
-            .or_else(|| self.config_dir().map(|c| c.join("security")))
+    /// The crypto settings (passphrase sources, keys and security directories) from this
+    /// environment.
+    pub fn crypto_settings(&self) -> crate::crypto::CryptoSettings {
+        crate::crypto::CryptoSettings::from_lookup(|name| {
+            self.get_os(name).map(|v| v.to_string_lossy().into_owned())
+        })
     }
 }
 
@@ -142,22 +142,23 @@ mod tests {
     fn borg_directories_follow_borgs_precedence() {
         let env = Environment::from_pairs([("HOME", "/home/u")]);
         assert_eq!(
-            env.keys_dir(),
-            Some(PathBuf::from("/home/u/.config/borg/keys"))
+            env.config_dir(),
+            Some(PathBuf::from("/home/u/.config/borg"))
         );
         assert_eq!(env.cache_dir(), Some(PathBuf::from("/home/u/.cache/borg")));
         let env = Environment::from_pairs([("HOME", "/home/u"), ("XDG_CONFIG_HOME", "/x")]);
-        assert_eq!(env.security_dir(), Some(PathBuf::from("/x/borg/security")));
+        assert_eq!(env.config_dir(), Some(PathBuf::from("/x/borg")));
+        // BORG_BASE_DIR switches XDG_CONFIG_HOME off (`get_config_dir`).
         let env = Environment::from_pairs([
             ("HOME", "/home/u"),
             ("XDG_CONFIG_HOME", "/x"),
             ("BORG_BASE_DIR", "/b"),
         ]);
-        assert_eq!(env.keys_dir(), Some(PathBuf::from("/x/borg/keys")));
-        let env = Environment::from_pairs([("HOME", "/home/u"), ("BORG_BASE_DIR", "/b")]);
-        assert_eq!(env.keys_dir(), Some(PathBuf::from("/b/.config/borg/keys")));
-        let env = Environment::from_pairs([("BORG_KEYS_DIR", "/k"), ("HOME", "/h")]);
-        assert_eq!(env.keys_dir(), Some(PathBuf::from("/k")));
+        assert_eq!(env.config_dir(), Some(PathBuf::from("/b/.config/borg")));
+        let env = Environment::from_pairs([("BORG_CONFIG_DIR", "/k"), ("HOME", "/h")]);
+        assert_eq!(env.config_dir(), Some(PathBuf::from("/k")));
+        let crypto = Environment::from_pairs([("BORG_KEYS_DIR", "/keys")]).crypto_settings();
+        assert_eq!(crypto.keys_dir, PathBuf::from("/keys"));
     }
 
     #[test]

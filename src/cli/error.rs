@@ -36,34 +36,15 @@ impl CliError {
 
 impl From<rborg::repository::RepositoryError> for CliError {
     fn from(e: rborg::repository::RepositoryError) -> Self {
-        use rborg::repository::RepositoryError as E;
-        // borg 1.4's modern codes (`docs/internals/frontends.rst`, Message IDs).
-        let code = match &e {
-            E::AlreadyExists(_) => 10,
-            E::AtticRepository(_) => 11,
-            E::CheckNeeded(_) => 12,
-            E::DoesNotExist(_) => 13,
-            E::InsufficientFreeSpace { .. } => 14,
-            E::InvalidRepository(_) => 15,
-            E::InvalidRepositoryConfig { .. } => 16,
-            E::ObjectNotFound { .. } => 17,
-            E::ParentPathDoesNotExist(_) => 18,
-            E::PathAlreadyExists(_) => 19,
-            E::StorageQuotaExceeded { .. } => 20,
-            E::PathPermissionDenied(_) => 21,
-            E::LockTimeout(_) => 73,
-            E::LockFailed { .. } => 72,
-            E::NotLocked(_) => 74,
-            E::NotMyLock(_) => 75,
-            E::ConnectionClosed { .. } => 80,
-            E::PathNotAllowed(_) => 83,
-            E::InvalidRpcMethod(_) => 82,
-            E::ServerOutdated { .. } => 84,
-            E::UnexpectedRpcData(_) => 86,
-            E::IntegrityError(_) => 90,
-            _ => 2,
-        };
-        CliError::with_code(e.to_string(), code)
+        let code = e.exit_code();
+        CliError::with_code(e.to_string(), code.clamp(0, 255) as u8)
+    }
+}
+
+impl From<rborg::commands::CommandError> for CliError {
+    fn from(e: rborg::commands::CommandError) -> Self {
+        let code = e.exit_code();
+        CliError::with_code(e.to_string(), code.clamp(0, 255) as u8)
     }
 }
 

@@ -134,6 +134,37 @@ pub enum RepositoryError {
 }
 
 impl RepositoryError {
+    /// borg 1.4's exit code for this error with `BORG_EXIT_CODES=modern` (legacy: always 2;
+    /// the table is `docs/internals/frontends.rst`, Message IDs).
+    pub fn exit_code(&self) -> i32 {
+        use RepositoryError as E;
+        match self {
+            E::AlreadyExists(_) => 10,
+            E::AtticRepository(_) => 11,
+            E::CheckNeeded(_) => 12,
+            E::DoesNotExist(_) => 13,
+            E::InsufficientFreeSpace { .. } => 14,
+            E::InvalidRepository(_) => 15,
+            E::InvalidRepositoryConfig { .. } => 16,
+            E::ObjectNotFound { .. } => 17,
+            E::ParentPathDoesNotExist(_) => 18,
+            E::PathAlreadyExists(_) => 19,
+            E::StorageQuotaExceeded { .. } => 20,
+            E::PathPermissionDenied(_) => 21,
+            E::LockFailed { .. } => 72,
+            E::LockTimeout(_) => 73,
+            E::NotLocked(_) => 74,
+            E::NotMyLock(_) => 75,
+            E::ConnectionClosed { .. } => 80,
+            E::InvalidRpcMethod(_) => 82,
+            E::PathNotAllowed(_) => 83,
+            E::ServerOutdated { .. } => 84,
+            E::UnexpectedRpcData(_) => 86,
+            E::IntegrityError(_) => 90,
+            _ => 2,
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         RepositoryError::Io {

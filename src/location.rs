@@ -80,6 +80,19 @@ impl Location {
         self.proto == Proto::Ssh
     }
 
+    /// The same location with a local path made absolute against the working directory, as
+    /// borg's local `Repository` does (`os.path.abspath`); it is what borg records in the
+    /// security directory, so both must agree. Remote locations are returned unchanged.
+    pub fn absolute(&self) -> Location {
+        let mut loc = self.clone();
+        if loc.proto == Proto::File && !loc.path.starts_with('/') {
+            if let Ok(cwd) = std::env::current_dir() {
+                loc.path = posix_normpath(&format!("{}/{}", cwd.display(), loc.path));
+            }
+        }
+        loc
+    }
+
     /// borg's `canonical_path`: the form shown to users (relative remote paths become `/./x`,
     /// home-relative ones `/~x`).
     pub fn canonical_path(&self) -> String {

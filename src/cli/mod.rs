@@ -5,6 +5,8 @@
 mod common;
 mod error;
 mod exit;
+mod init;
+mod key;
 mod logging;
 mod serve;
 
@@ -33,6 +35,11 @@ enum Command {
     /// Check or write a configuration file for `rborg run`.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Initialize an empty repository.
+    Init(init::InitArgs),
+    /// Manage a keyfile or repokey of a repository.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// Start borg's repository server process (stdin/stdout) over local repositories.
     Serve(serve::ServeArgs),
 }
@@ -105,10 +112,34 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
             println!("{}: valid", config.display());
             Ok(Outcome::Success)
         }
+        Command::Init(args) => init::run(ctx, args),
+        Command::Key(command) => key::run(ctx, command),
         Command::Serve(args) => serve::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {
             print!("{}", rborg::ops::config::generate_sample());
             Ok(Outcome::Success)
         }
     }
+}
+
+/// The repository location from a positional argument, with borg's `BORG_REPO` fallback and
+/// placeholders expanded.
+pub fn location_arg(
+    ctx: &Context,
+    text: Option<&str>,
+) -> Result<rborg::location::Location, CliError> {
+    let placeholders = rborg::placeholders::Placeholders::current(&ctx.env);
+    let expand = |t: &str| {
+        placeholders
+            .replace(t)
+            .map_err(|e| CliError::with_code(e.to_string(), 5))
+    };
+    let text = expand(text.unwrap_or(""))?;
+    let borg_repo = match ctx.env.get("BORG_REPO") {
+        Some(r) => Some(expand(r)?),
+        None => None,
+    };
+    rborg::location::Location::parse(&text, borg_repo.as_deref())
+        .map(|l| l.absolute())
+        .map_err(|e| CliError::usage(e.to_string()))
 }

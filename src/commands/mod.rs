@@ -7,6 +7,8 @@
 //! security checks.
 
 pub mod error;
+pub mod init;
+pub mod key;
 
 pub use error::CommandError;
 
@@ -49,6 +51,7 @@ impl Session {
         prompter: &mut dyn Prompter,
         operations: &[Operation],
     ) -> Result<Session, CommandError> {
+        let location = &location.absolute();
         let mut repository = open_repository(location, open, access, client)?;
         let opened = match crate::manifest::open_repository(
             repository.as_mut(),

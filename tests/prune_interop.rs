@@ -6,7 +6,7 @@
 //! borg's code; `--dry-run` prune only reads the manifest). Then, for several rule sets and for
 //! `TZ=Europe/Berlin` and `TZ=UTC`, borg's `--list` output must equal rborg's line for line.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use jiff::{SignedDuration, Timestamp};

@@ -2,6 +2,7 @@
 //! command, prints what it returns, and maps errors to borg's exit codes. No backup logic lives
 //! here.
 
+mod break_lock;
 mod common;
 mod error;
 mod exit;
@@ -32,6 +33,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Break the repository lock (e.g. in case it was left by a dead process).
+    BreakLock(break_lock::BreakLockArgs),
     /// Check or write a configuration file for `rborg run`.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -112,6 +115,7 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
             println!("{}: valid", config.display());
             Ok(Outcome::Success)
         }
+        Command::BreakLock(args) => break_lock::run(ctx, args),
         Command::Init(args) => init::run(ctx, args),
         Command::Key(command) => key::run(ctx, command),
         Command::Serve(args) => serve::run(ctx, args),

@@ -18,31 +18,7 @@ use crate::msgpack::Value;
 use crate::repository::{ObjectId, Repository, RepositoryError, MANIFEST_ID};
 
 /// Borg 1.x's item keys (`ITEM_KEYS`), the `item_keys` of every manifest it writes.
-pub const ITEM_KEYS: [&str; 23] = [
-    "acl_access",
-    "acl_default",
-    "acl_extended",
-    "acl_nfs4",
-    "atime",
-    "birthtime",
-    "bsdflags",
-    "chunks",
-    "chunks_healthy",
-    "ctime",
-    "gid",
-    "group",
-    "hardlink_master",
-    "mode",
-    "mtime",
-    "part",
-    "path",
-    "rdev",
-    "size",
-    "source",
-    "uid",
-    "user",
-    "xattrs",
-];
+pub use crate::archive::ITEM_KEYS;
 
 /// Most archives a manifest may list (`MAX_ARCHIVES`).
 pub const MAX_ARCHIVES: usize = 400_000;

@@ -10,8 +10,18 @@ pub fn encode(value: &Value) -> Vec<u8> {
     out
 }
 
-/// Appends the encoding of `value` to `out`.
+/// Appends the encoding of `value` to `out`, map keys sorted (borg's `StableDict`).
 pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
+    encode_with(value, out, true);
+}
+
+/// Appends the encoding of `value` to `out` with every map in the order its pairs are listed:
+/// what borg writes for plain Python dicts (RPC requests, the repository's `hints` file).
+pub fn encode_unsorted_into(value: &Value, out: &mut Vec<u8>) {
+    encode_with(value, out, false);
+}
+
+fn encode_with(value: &Value, out: &mut Vec<u8>, sort: bool) {
     match value {
         Value::Nil => out.push(0xc0),
         Value::Bool(false) => out.push(0xc2),
@@ -25,7 +35,7 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
         Value::Array(a) => {
             encode_len(a.len(), 0x90, 0xdc, out);
             for v in a {
-                encode_into(v, out);
+                encode_with(v, out, sort);
             }
         }
         Value::Map(pairs) => {
@@ -34,15 +44,17 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
             // bytewise order of their UTF-8. Keys that are not raw strings keep their order
             // relative to each other and sort after raw ones (borg never mixes them).
             let mut order: Vec<&(Value, Value)> = pairs.iter().collect();
-            order.sort_by(|a, b| match (&a.0, &b.0) {
-                (Value::Raw(x), Value::Raw(y)) => x.cmp(y),
-                (Value::Raw(_), _) => std::cmp::Ordering::Less,
-                (_, Value::Raw(_)) => std::cmp::Ordering::Greater,
-                _ => std::cmp::Ordering::Equal,
-            });
+            if sort {
+                order.sort_by(|a, b| match (&a.0, &b.0) {
+                    (Value::Raw(x), Value::Raw(y)) => x.cmp(y),
+                    (Value::Raw(_), _) => std::cmp::Ordering::Less,
+                    (_, Value::Raw(_)) => std::cmp::Ordering::Greater,
+                    _ => std::cmp::Ordering::Equal,
+                });
+            }
             for (k, v) in order {
-                encode_into(k, out);
-                encode_into(v, out);
+                encode_with(k, out, sort);
+                encode_with(v, out, sort);
             }
         }
     }

@@ -18,7 +18,7 @@ mod encode;
 mod value;
 
 pub use decode::{decode, decode_prefix, DecodeError, Decoder};
-pub use encode::{encode, encode_into};
+pub use encode::{encode, encode_into, encode_unsorted_into};
 pub use value::Value;
 
 #[cfg(test)]

@@ -13,40 +13,24 @@ use crate::repository::RepositoryError;
 /// insertion order, not sorted; its stubs list arguments in signature order). Values go through
 /// [`msgpack::encode_into`], so strings are raw, never bin (a 1.2 server aborts on bin).
 pub fn encode_request(msgid: u64, method: &str, args: Vec<(&str, Value)>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        32 + args
-            .iter()
-            .map(|(_, v)| match v {
-                Value::Raw(b) => b.len() + 16,
-                _ => 16,
-            })
-            .sum::<usize>(),
-    );
-    out.push(0x83);
-    msgpack::encode_into(&Value::str("i"), &mut out);
-    msgpack::encode_into(&Value::Int(msgid.into()), &mut out);
-    msgpack::encode_into(&Value::str("m"), &mut out);
-    msgpack::encode_into(&Value::str(method), &mut out);
-    msgpack::encode_into(&Value::str("a"), &mut out);
-    map_header(args.len(), &mut out);
-    for (name, value) in &args {
-        msgpack::encode_into(&Value::str(name), &mut out);
-        msgpack::encode_into(value, &mut out);
-    }
+    let size = args
+        .iter()
+        .map(|(_, v)| match v {
+            Value::Raw(b) => b.len() + 16,
+            _ => 16,
+        })
+        .sum::<usize>();
+    let request = Value::Map(vec![
+        (Value::str("i"), Value::Int(msgid.into())),
+        (Value::str("m"), Value::str(method)),
+        (
+            Value::str("a"),
+            Value::Map(args.into_iter().map(|(k, v)| (Value::str(k), v)).collect()),
+        ),
+    ]);
+    let mut out = Vec::with_capacity(32 + size);
+    msgpack::encode_unsorted_into(&request, &mut out);
     out
-}
-
-/// A msgpack map header (fixmap, then map16, then map32).
-fn map_header(len: usize, out: &mut Vec<u8>) {
-    if len < 16 {
-        out.push(0x80 | len as u8);
-    } else if let Ok(n) = u16::try_from(len) {
-        out.push(0xde);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0xdf);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    }
 }
 
 /// The first request of every session, in the legacy tuple format exactly as borg's

@@ -150,7 +150,7 @@ impl Hints {
                 })
                 .collect(),
         );
-        encode_in_order(&[
+        encode_in_order([
             ("version", Value::Int(2)),
             ("segments", segments),
             ("compact", compact),
@@ -165,45 +165,11 @@ impl Hints {
 
 /// Encodes a map with text keys, keeping the order of `pairs` and of every nested map. Borg
 /// packs these files from plain dicts (not `StableDict`), so keys appear in insertion order.
-pub fn encode_in_order(pairs: &[(&str, Value)]) -> Vec<u8> {
+pub fn encode_in_order<const N: usize>(pairs: [(&str, Value); N]) -> Vec<u8> {
+    let map = Value::Map(pairs.into_iter().map(|(k, v)| (Value::str(k), v)).collect());
     let mut out = Vec::new();
-    container_header(pairs.len(), 0x80, 0xde, &mut out);
-    for (k, v) in pairs {
-        msgpack::encode_into(&Value::str(k), &mut out);
-        encode_unsorted(v, &mut out);
-    }
+    msgpack::encode_unsorted_into(&map, &mut out);
     out
-}
-
-fn container_header(n: usize, fix: u8, tag16: u8, out: &mut Vec<u8>) {
-    if n < 16 {
-        out.push(fix | n as u8);
-    } else if n < 0x1_0000 {
-        out.push(tag16);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(tag16 + 1);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    }
-}
-
-fn encode_unsorted(v: &Value, out: &mut Vec<u8>) {
-    match v {
-        Value::Map(pairs) => {
-            container_header(pairs.len(), 0x80, 0xde, out);
-            for (k, v) in pairs {
-                encode_unsorted(k, out);
-                encode_unsorted(v, out);
-            }
-        }
-        Value::Array(items) => {
-            container_header(items.len(), 0x90, 0xdc, out);
-            for item in items {
-                encode_unsorted(item, out);
-            }
-        }
-        other => msgpack::encode_into(other, out),
-    }
 }
 
 #[cfg(test)]

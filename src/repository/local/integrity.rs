@@ -195,7 +195,7 @@ pub fn verify(
 /// The `integrity.N` bytes for the given hints and index JSON strings.
 pub fn encode_integrity_file(hints_json: &str, index_json: &str) -> Vec<u8> {
     // write_index fills this dict as version, hints, index.
-    super::hints::encode_in_order(&[
+    super::hints::encode_in_order([
         ("version", Value::Int(2)),
         ("hints", Value::str(hints_json)),
         ("index", Value::str(index_json)),

@@ -193,7 +193,7 @@ pub fn env_passphrase(settings: &CryptoSettings) -> Result<Option<Passphrase>, P
 
 /// Runs `BORG_PASSCOMMAND` (`env_passcommand`).
 pub fn run_passcommand(cmd: &str) -> Result<Passphrase, PassphraseError> {
-    let argv = shell_split(cmd).ok_or_else(|| {
+    let argv = crate::transport::shell_split(cmd).ok_or_else(|| {
         PassphraseError::PasscommandFailure(format!("cannot parse command line {cmd:?}"))
     })?;
     let Some((program, args)) = argv.split_first() else {
@@ -342,65 +342,6 @@ pub fn unlock_with<T, E: From<PassphraseError>>(
     Err(PassphraseError::PasswordRetriesExceeded.into())
 }
 
-/// Splits a command line like Python's `shlex.split` (POSIX mode): whitespace separates
-/// words, single quotes are literal, double quotes allow `\"`, `\\`, `\$` and `` \` ``
-/// escapes, a backslash outside quotes escapes the next character, `#` starts a comment at the
-/// start of a word. `None` for an unterminated quote or a trailing backslash.
-pub fn shell_split(s: &str) -> Option<Vec<String>> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '#' if !in_word => break,
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '\'' => break,
-                        c => word.push(c),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => match chars.next()? {
-                            c @ ('"' | '\\' | '$' | '`') => word.push(c),
-                            c => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                        },
-                        c => word.push(c),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                word.push(chars.next()?);
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Some(words)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,20 +370,6 @@ mod tests {
         let mut s = CryptoSettings::default();
         f(&mut s);
         s
-    }
-
-    #[test]
-    fn shell_split_like_shlex() {
-        assert_eq!(shell_split("echo hi").unwrap(), ["echo", "hi"]);
-        assert_eq!(
-            shell_split("  a 'b c'  \"d \\\" e\" f\\ g ").unwrap(),
-            ["a", "b c", "d \" e", "f g"]
-        );
-        assert_eq!(shell_split("a'b'\"c\"").unwrap(), ["abc"]);
-        assert_eq!(shell_split("x '' y").unwrap(), ["x", "", "y"]);
-        assert_eq!(shell_split("a # comment").unwrap(), ["a"]);
-        assert!(shell_split("'open").is_none());
-        assert!(shell_split("trailing\\").is_none());
     }
 
     #[test]

@@ -387,6 +387,14 @@ mod tests {
 
     #[test]
     fn shell_split_like_shlex() {
+        // Python: shlex.split('  a \'b c\'  "d \\" e" f\\ g ') == ['a', 'b c', 'd " e', 'f g'];
+        // comments are not stripped (`shlex.split` has comments=False).
+        assert_eq!(
+            shell_split("  a 'b c'  \"d \\\" e\" f\\ g ").unwrap(),
+            ["a", "b c", "d \" e", "f g"]
+        );
+        assert_eq!(shell_split("x '' y").unwrap(), ["x", "", "y"]);
+        assert_eq!(shell_split("a # comment").unwrap(), ["a", "#", "comment"]);
         let s = |t: &str| shell_split(t).unwrap();
         assert_eq!(s("ssh"), ["ssh"]);
         assert_eq!(

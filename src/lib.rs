@@ -6,5 +6,8 @@
 //! borg does; [`msgpack`] is borg's dialect of msgpack.
 #![warn(missing_docs)]
 
+pub mod chunker;
+pub mod compress;
 pub mod msgpack;
+pub mod pipeline;
 pub mod repository;

@@ -33,9 +33,7 @@ pub fn buzhash(data: &[u8], chunk_seed: i64) -> u32 {
 /// borg's `buzhash_update`: rolls a hash of a `window_size`-byte window one byte forward.
 pub fn buzhash_update(sum: u32, remove: u8, add: u8, window_size: usize, chunk_seed: i64) -> u32 {
     let t = seeded_table(chunk_seed);
-    sum.rotate_left(1)
-        ^ t[remove as usize].rotate_left((window_size & 31) as u32)
-        ^ t[add as usize]
+    sum.rotate_left(1) ^ t[remove as usize].rotate_left((window_size & 31) as u32) ^ t[add as usize]
 }
 
 /// The buzhash chunker over a reader, borg's `Chunker`.
@@ -139,7 +137,7 @@ impl<R: Read> BuzhashChunker<R> {
 }
 
 impl<R: Read> ChunkSource for BuzhashChunker<R> {
-    fn next_chunk(&mut self) -> io::Result<Option<ChunkRef<'_>>> {
+    fn read_chunk(&mut self) -> io::Result<Option<ChunkRef<'_>>> {
         self.fill(self.max_size)?;
         let avail = (self.end - self.pos).min(self.max_size);
         if avail == 0 {
@@ -167,7 +165,7 @@ impl<R: Read> ChunkSource for BuzhashChunker<R> {
 impl<R: Read> Iterator for BuzhashChunker<R> {
     type Item = io::Result<super::Chunk>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_chunk()
+        self.read_chunk()
             .map(|c| c.map(|c| c.to_owned_chunk()))
             .transpose()
     }
@@ -270,7 +268,10 @@ mod tests {
         assert_eq!(buzhash(b"abcdefghijklmnop", 0), 3795437769);
         assert_eq!(buzhash(b"abcdefghijklmnop", 1), 3795400502);
         let data = prng_bytes(4096);
-        assert_eq!(&data[..16], &hex::decode("3f60c6bdac2279f76b0bd773a40479b1").unwrap()[..]);
+        assert_eq!(
+            &data[..16],
+            &hex::decode("3f60c6bdac2279f76b0bd773a40479b1").unwrap()[..]
+        );
         let w = &data[..4095];
         assert_eq!(buzhash(w, 0), 0xd525674a);
         assert_eq!(buzhash(w, 1), 0x5525674a);
@@ -309,7 +310,10 @@ mod tests {
                 .unwrap()
                 .map(|c| c.unwrap().size)
                 .collect();
-            assert_eq!(got, want, "seed {seed} min_exp {min_exp} window {window_size}");
+            assert_eq!(
+                got, want,
+                "seed {seed} min_exp {min_exp} window {window_size}"
+            );
             assert_eq!(reference_cuts(&d, seed, p), want);
         }
     }
@@ -339,16 +343,22 @@ mod tests {
     fn empty_and_zero_inputs() {
         assert!(sizes(b"", 0, (10, 16, 12, 4095)).is_empty());
         let zeros = vec![0u8; 3 << 16];
-        let chunks: Vec<_> = BuzhashChunker::new(&zeros[..], 7, BuzhashParams {
-            min_exp: 10,
-            max_exp: 16,
-            mask_bits: 12,
-            window_size: 4095,
-        })
+        let chunks: Vec<_> = BuzhashChunker::new(
+            &zeros[..],
+            7,
+            BuzhashParams {
+                min_exp: 10,
+                max_exp: 16,
+                mask_bits: 12,
+                window_size: 4095,
+            },
+        )
         .unwrap()
         .map(Result::unwrap)
         .collect();
-        assert!(chunks.iter().all(|c| c.allocation == Allocation::Alloc && c.data.is_none()));
+        assert!(chunks
+            .iter()
+            .all(|c| c.allocation == Allocation::Alloc && c.data.is_none()));
         assert_eq!(chunks.iter().map(|c| c.size).sum::<usize>(), zeros.len());
     }
 

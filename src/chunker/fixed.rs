@@ -222,7 +222,7 @@ pub fn sparse_map(file: &mut File) -> io::Result<Vec<FileRange>> {
 }
 
 impl<R: Read> ChunkSource for FixedChunker<R> {
-    fn next_chunk(&mut self) -> io::Result<Option<ChunkRef<'_>>> {
+    fn read_chunk(&mut self) -> io::Result<Option<ChunkRef<'_>>> {
         loop {
             if self.done {
                 return Ok(None);
@@ -287,7 +287,7 @@ impl<R: Read> ChunkSource for FixedChunker<R> {
 impl<R: Read> Iterator for FixedChunker<R> {
     type Item = io::Result<super::Chunk>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_chunk()
+        self.read_chunk()
             .map(|c| c.map(|c| c.to_owned_chunk()))
             .transpose()
     }
@@ -320,7 +320,10 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         let kinds: Vec<_> = chunks.iter().map(|c| c.allocation).collect();
-        assert_eq!(kinds, [Allocation::Alloc, Allocation::Data, Allocation::Alloc]);
+        assert_eq!(
+            kinds,
+            [Allocation::Alloc, Allocation::Data, Allocation::Alloc]
+        );
         assert_eq!(chunks[1].data.as_deref(), Some(&data[100..200]));
     }
 

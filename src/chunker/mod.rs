@@ -74,7 +74,7 @@ impl ChunkRef<'_> {
 /// Something that yields chunks one at a time from its own buffer.
 pub trait ChunkSource {
     /// The next chunk, or `None` at the end of the input. Read errors are passed through.
-    fn next_chunk(&mut self) -> io::Result<Option<ChunkRef<'_>>>;
+    fn read_chunk(&mut self) -> io::Result<Option<ChunkRef<'_>>>;
 }
 
 /// Either chunker, chosen from [`ChunkerParams`] like borg's `get_chunker`.
@@ -107,10 +107,10 @@ impl<R: io::Read> AnyChunker<R> {
 }
 
 impl<R: io::Read> ChunkSource for AnyChunker<R> {
-    fn next_chunk(&mut self) -> io::Result<Option<ChunkRef<'_>>> {
+    fn read_chunk(&mut self) -> io::Result<Option<ChunkRef<'_>>> {
         match self {
-            AnyChunker::Buzhash(c) => c.next_chunk(),
-            AnyChunker::Fixed(c) => c.next_chunk(),
+            AnyChunker::Buzhash(c) => c.read_chunk(),
+            AnyChunker::Fixed(c) => c.read_chunk(),
         }
     }
 }
@@ -118,7 +118,7 @@ impl<R: io::Read> ChunkSource for AnyChunker<R> {
 impl<R: io::Read> Iterator for AnyChunker<R> {
     type Item = io::Result<Chunk>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_chunk()
+        self.read_chunk()
             .map(|c| c.map(|c| c.to_owned_chunk()))
             .transpose()
     }
@@ -165,7 +165,7 @@ pub fn fuzz_against_reference(input: &[u8]) {
     let mut chunker = BuzhashChunker::new(reader, seed, params).expect("checked params");
     let mut got = Vec::new();
     let mut offset = 0;
-    while let Some(c) = chunker.next_chunk().expect("in-memory reads cannot fail") {
+    while let Some(c) = chunker.read_chunk().expect("in-memory reads cannot fail") {
         let expect_zero = is_all_zero(&data[offset..offset + c.size]);
         assert_eq!(c.allocation == Allocation::Alloc, expect_zero);
         if let Some(d) = c.data {

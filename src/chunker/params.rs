@@ -248,10 +248,7 @@ mod tests {
             parse("fixed,1000000,12345").unwrap().to_string(),
             "fixed,1000000,12345"
         );
-        assert_eq!(
-            parse("6,10,8,31").unwrap().to_string(),
-            "buzhash,6,10,8,31"
-        );
+        assert_eq!(parse("6,10,8,31").unwrap().to_string(), "buzhash,6,10,8,31");
     }
 
     #[test]

@@ -181,7 +181,7 @@ pub(crate) fn reference_cuts(data: &[u8], chunk_seed: i64, p: BuzhashParams) -> 
     while start < data.len() {
         let avail = max.min(data.len() - start);
         let mut len = avail;
-        if avail >= min + w + 1 {
+        if avail > min + w {
             for s in min..avail - w {
                 let window = &data[start + s..start + s + w];
                 if hash_with(&table, window) & mask == 0 {

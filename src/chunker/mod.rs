@@ -80,7 +80,7 @@ pub trait ChunkSource {
 /// Either chunker, chosen from [`ChunkerParams`] like borg's `get_chunker`.
 pub enum AnyChunker<R: io::Read> {
     /// Content-defined.
-    Buzhash(BuzhashChunker<R>),
+    Buzhash(Box<BuzhashChunker<R>>),
     /// Fixed blocks.
     Fixed(FixedChunker<R>),
 }
@@ -96,7 +96,7 @@ impl<R: io::Read> AnyChunker<R> {
     ) -> Result<Self, ChunkerParamsError> {
         Ok(match params {
             ChunkerParams::Buzhash(p) => {
-                AnyChunker::Buzhash(BuzhashChunker::new(reader, chunk_seed, p)?)
+                AnyChunker::Buzhash(Box::new(BuzhashChunker::new(reader, chunk_seed, p)?))
             }
             ChunkerParams::Fixed {
                 block_size,

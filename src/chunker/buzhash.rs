@@ -51,6 +51,8 @@ pub struct BuzhashChunker<R> {
     mask: u32,
     window: usize,
     buf: Vec<u8>,
+    /// The size `buf` may grow to.
+    cap: usize,
     pos: usize,
     end: usize,
     eof: bool,
@@ -68,8 +70,9 @@ impl<R: Read> BuzhashChunker<R> {
         let rot = (params.window_size & 31) as u32;
         let table_out = table.map(|v| v.rotate_left(rot));
         let max_size = params.max_size();
-        // Refilling moves at most one maximum chunk; a buffer of four keeps that copy cheap
-        // relative to the bytes hashed between refills.
+        // Refilling moves at most one maximum chunk to the front; a buffer of four keeps that
+        // copy small against the bytes hashed between refills. It grows only as far as the
+        // input needs, so small files do not pay for it.
         let cap = (4 * max_size).max(4 << 20);
         Ok(BuzhashChunker {
             reader,
@@ -79,7 +82,8 @@ impl<R: Read> BuzhashChunker<R> {
             max_size,
             mask: params.mask(),
             window: params.window_size,
-            buf: vec![0; cap],
+            buf: Vec::new(),
+            cap,
             pos: 0,
             end: 0,
             eof: false,
@@ -91,12 +95,17 @@ impl<R: Read> BuzhashChunker<R> {
         if self.end - self.pos >= want || self.eof {
             return Ok(());
         }
-        if self.pos + want > self.buf.len() {
+        if self.pos + want > self.cap {
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;
             self.pos = 0;
         }
         while self.end - self.pos < want && !self.eof {
+            if self.end == self.buf.len() {
+                // Grow geometrically up to the cap; reads go straight into the new space.
+                let len = (self.buf.len() * 2).clamp(64 << 10, self.cap);
+                self.buf.resize(len, 0);
+            }
             match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
@@ -120,19 +129,31 @@ impl<R: Read> BuzhashChunker<R> {
         // so it is simply not checked here.
         let outgoing = &data[min..avail - w];
         let incoming = &data[min + w..avail];
-        let (t, t_out, mask) = (&self.table, &self.table_out, self.mask);
-        for (i, (&o, &n)) in outgoing.iter().zip(incoming).enumerate() {
-            if h & mask == 0 {
-                return min + i;
-            }
-            h = h.rotate_left(1) ^ t_out[o as usize] ^ t[n as usize];
+        match scan(
+            &self.table,
+            &self.table_out,
+            self.mask,
+            h,
+            outgoing,
+            incoming,
+        ) {
+            Some(i) => min + i,
+            None => avail,
         }
-        avail
     }
 
     /// Gives back the reader.
     pub fn into_inner(self) -> R {
         self.reader
+    }
+
+    /// Starts over on a new input, keeping the buffer (borg keeps one chunker per archive and
+    /// calls `chunkify` per file). Returns the previous reader.
+    pub fn reset(&mut self, reader: R) -> R {
+        self.pos = 0;
+        self.end = 0;
+        self.eof = false;
+        std::mem::replace(&mut self.reader, reader)
     }
 }
 
@@ -169,6 +190,53 @@ impl<R: Read> Iterator for BuzhashChunker<R> {
             .map(|c| c.map(|c| c.to_owned_chunk()))
             .transpose()
     }
+}
+
+/// Finds the first candidate `i` (in `0..outgoing.len()`) whose window hash has no mask bits
+/// set, where the hash at candidate 0 is `h` and each step rolls out `outgoing[i]` and in
+/// `incoming[i]`.
+///
+/// This is the chunker's inner loop. Four steps are done per iteration: the table terms of
+/// the four steps do not depend on the hash, and the hash after four steps is
+/// `rotl(h, 4) ^ (combined terms)`, so the serial dependency is one rotate and one XOR per
+/// four bytes; the three intermediate hashes are computed beside it only for the mask test.
+#[inline]
+fn scan(
+    t: &[u32; 256],
+    t_out: &[u32; 256],
+    mask: u32,
+    mut h: u32,
+    outgoing: &[u8],
+    incoming: &[u8],
+) -> Option<usize> {
+    let mut quads_out = outgoing.chunks_exact(4);
+    let mut quads_in = incoming.chunks_exact(4);
+    let mut base = 0;
+    for (o, n) in (&mut quads_out).zip(&mut quads_in) {
+        let x0 = t_out[o[0] as usize] ^ t[n[0] as usize];
+        let x1 = t_out[o[1] as usize] ^ t[n[1] as usize];
+        let x2 = t_out[o[2] as usize] ^ t[n[2] as usize];
+        let x3 = t_out[o[3] as usize] ^ t[n[3] as usize];
+        let h1 = h.rotate_left(1) ^ x0;
+        let h2 = h.rotate_left(2) ^ (x0.rotate_left(1) ^ x1);
+        let y3 = x0.rotate_left(2) ^ x1.rotate_left(1) ^ x2;
+        let h3 = h.rotate_left(3) ^ y3;
+        let h4 = h.rotate_left(4) ^ (y3.rotate_left(1) ^ x3);
+        if (h & mask == 0) | (h1 & mask == 0) | (h2 & mask == 0) | (h3 & mask == 0) {
+            let k = [h, h1, h2, h3].iter().position(|v| v & mask == 0);
+            return k.map(|k| base + k);
+        }
+        h = h4;
+        base += 4;
+    }
+    let rest = quads_out.remainder().iter().zip(quads_in.remainder());
+    for (i, (&o, &n)) in rest.enumerate() {
+        if h & mask == 0 {
+            return Some(base + i);
+        }
+        h = h.rotate_left(1) ^ t_out[o as usize] ^ t[n as usize];
+    }
+    None
 }
 
 /// The obviously-correct reference the fuzz target compares against: every window hashed from

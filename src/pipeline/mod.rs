@@ -10,6 +10,8 @@
 //! Keys are reached through the small [`ChunkSealer`] trait so this module does not depend on
 //! a particular key implementation; [`ReferenceSealer`] implements it for borg's AES-CTR modes.
 
+#[doc(hidden)]
+pub mod bench_data;
 mod reference;
 
 pub use reference::{aes256_ctr, blake2b_256, hmac_sha256, HashFamily, ReferenceSealer};

@@ -123,7 +123,7 @@ impl<R: Read> BuzhashChunker<R> {
         if avail < min + w + 1 {
             return avail;
         }
-        let mut h = hash_with(&self.table, &data[min..min + w]);
+        let h = hash_with(&self.table, &data[min..min + w]);
         // Candidates are s = min .. avail-w-1; the window at s = avail-w is hashed by borg but a
         // match there is never honoured (the `remaining > window_size` test in chunker_process),
         // so it is simply not checked here.

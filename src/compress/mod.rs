@@ -92,13 +92,60 @@ fn lzma(data: &[u8], preset: u32) -> Result<Vec<u8>, CompressError> {
 }
 
 fn zlib(data: &[u8], level: u32) -> Result<Vec<u8>, CompressError> {
-    // No borg header and no fallback to "none": borg's ZLIB.compress is plain zlib.compress.
-    let mut enc = flate2::write::ZlibEncoder::new(
-        Vec::with_capacity(data.len() / 2 + 64),
-        flate2::Compression::new(level),
-    );
-    enc.write_all(data).map_err(CompressError::Zlib)?;
-    enc.finish().map_err(CompressError::Zlib)
+    // No borg header and no fallback to "none": borg's ZLIB.compress is Python's
+    // zlib.compress. At level 0 the stored-block boundaries depend on how much output space
+    // each deflate() call gets, so hand out space in the block sizes of CPython's output
+    // buffer (Modules/_zlibmodule.c, BUFFER_BLOCK_SIZE) to produce the very same bytes.
+    const KB: usize = 1024;
+    const MB: usize = 1024 * KB;
+    const BLOCKS: [usize; 16] = [
+        32 * KB,
+        64 * KB,
+        256 * KB,
+        MB,
+        4 * MB,
+        8 * MB,
+        16 * MB,
+        16 * MB,
+        32 * MB,
+        32 * MB,
+        32 * MB,
+        32 * MB,
+        64 * MB,
+        64 * MB,
+        128 * MB,
+        128 * MB,
+    ];
+    let mut z = flate2::Compress::new(flate2::Compression::new(level), true);
+    let mut out: Vec<u8> = Vec::new();
+    for block in BLOCKS.iter().chain(std::iter::repeat(&(256 * MB))) {
+        let start = out.len();
+        out.resize(start + block, 0);
+        loop {
+            let (in_before, out_before) = (z.total_in() as usize, z.total_out() as usize);
+            let status = z
+                .compress(
+                    &data[in_before..],
+                    &mut out[out_before..],
+                    flate2::FlushCompress::Finish,
+                )
+                .map_err(|e| CompressError::Zlib(std::io::Error::other(e)))?;
+            let written = z.total_out() as usize;
+            if status == flate2::Status::StreamEnd {
+                out.truncate(written);
+                return Ok(out);
+            }
+            if written == out.len() {
+                break; // output block full: grow by the next block size
+            }
+            if written == out_before && z.total_in() as usize == in_before {
+                return Err(CompressError::Zlib(std::io::Error::other(
+                    "deflate made no progress",
+                )));
+            }
+        }
+    }
+    unreachable!("the block sizes repeat forever")
 }
 
 /// A uniform random number in `[0, 1)`, Python's `random.random()` stand-in.

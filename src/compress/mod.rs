@@ -220,18 +220,36 @@ pub fn compress(spec: &CompressionSpec, data: &[u8]) -> Result<Vec<u8>, Compress
     }
 }
 
-/// The body of the `decompress` fuzz target, replayed over its corpus by `cargo test`: any
-/// input decompresses or gives an error, and whatever decompresses, recompressed with lz4,
-/// decompresses to the same bytes.
+/// The body of the `decompress` fuzz target, replayed over its corpus by `cargo test`.
+///
+/// Any input decompresses or gives an error, never a panic and never more than
+/// [`DECOMPRESS_LIMIT`] bytes; whatever decompresses survives an lz4 round trip. Then the
+/// input's first byte picks a compression spec, and the rest must round-trip through it.
 #[doc(hidden)]
 pub fn fuzz_decompress(input: &[u8]) {
     if let Ok(plain) = decompress(input) {
         assert!(plain.len() <= DECOMPRESS_LIMIT);
         let again = compress(&CompressionSpec::Lz4, &plain).expect("lz4 never fails");
-        assert_eq!(
-            decompress(&again).expect("own lz4 output decompresses"),
-            plain
-        );
+        assert_eq!(decompress(&again).expect("own lz4 output decompresses"), plain);
+    }
+    const SPECS: [&str; 10] = [
+        "none",
+        "lz4",
+        "zstd,1",
+        "zstd,3",
+        "zlib,0",
+        "zlib,6",
+        "lzma,0",
+        "auto,zstd,3",
+        "obfuscate,250,lz4",
+        "obfuscate,2,auto,zlib,1",
+    ];
+    if let Some((&pick, rest)) = input.split_first() {
+        let spec: CompressionSpec = SPECS[pick as usize % SPECS.len()]
+            .parse()
+            .expect("valid spec");
+        let packed = compress(&spec, rest).expect("compression of a small input");
+        assert_eq!(decompress(&packed).expect("own output decompresses"), rest);
     }
 }
 

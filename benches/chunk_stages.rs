@@ -23,16 +23,20 @@ fn chunkers(c: &mut Criterion) {
     let mut g = c.benchmark_group("chunker");
     g.throughput(Throughput::Bytes(SIZE as u64));
     for (kind, data) in datasets() {
-        g.bench_with_input(BenchmarkId::new("buzhash,19,23,21,4095", kind), &data, |b, d| {
-            b.iter(|| {
-                let mut ch = BuzhashChunker::new(&d[..], 0, BuzhashParams::DEFAULT).unwrap();
-                let mut n = 0;
-                while let Some(c) = ch.read_chunk().unwrap() {
-                    n += c.size;
-                }
-                n
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("buzhash,19,23,21,4095", kind),
+            &data,
+            |b, d| {
+                b.iter(|| {
+                    let mut ch = BuzhashChunker::new(&d[..], 0, BuzhashParams::DEFAULT).unwrap();
+                    let mut n = 0;
+                    while let Some(c) = ch.read_chunk().unwrap() {
+                        n += c.size;
+                    }
+                    n
+                })
+            },
+        );
         g.bench_with_input(BenchmarkId::new("fixed,1048576", kind), &data, |b, d| {
             b.iter(|| {
                 let mut ch = FixedChunker::new(&d[..], 1 << 20, 0).unwrap();
@@ -55,10 +59,18 @@ fn hashes_and_sealing(c: &mut Criterion) {
     let mut g = c.benchmark_group("crypto");
     g.throughput(Throughput::Bytes(SIZE as u64));
     g.bench_function("id hmac-sha256", |b| {
-        b.iter(|| data.chunks(PIECE).map(|p| hmac_sha256(&key, p)[0]).sum::<u8>())
+        b.iter(|| {
+            data.chunks(PIECE)
+                .map(|p| hmac_sha256(&key, p)[0])
+                .sum::<u8>()
+        })
     });
     g.bench_function("id blake2b-256", |b| {
-        b.iter(|| data.chunks(PIECE).map(|p| blake2b_256(&key, p)[0]).sum::<u8>())
+        b.iter(|| {
+            data.chunks(PIECE)
+                .map(|p| blake2b_256(&key, p)[0])
+                .sum::<u8>()
+        })
     });
     g.bench_function("seal aes-256-ctr+hmac-sha256", |b| {
         b.iter(|| {

@@ -3,11 +3,11 @@
 //! same file.
 //!
 //! Usage: `bench_stages [--file PATH | --kind random|text|zero --mib N] [--reps N]
-//!         [--stages a,b,c]`
+//!         [--stages a:b:c] [--write PATH]`; `--write` only stores the generated input.
 
 use std::time::Instant;
 
-use rborg::chunker::{BuzhashChunker, BuzhashParams, ChunkSource, FixedChunker};
+use rborg::chunker::{BuzhashChunker, BuzhashParams, ChunkSource, FixedChunker, SliceCuts};
 use rborg::compress::{compress, CompressionSpec};
 use rborg::pipeline::{
     bench_data, blake2b_256, hmac_sha256, seal_stream, seal_stream_parallel, ChunkSealer, HotPath,
@@ -24,6 +24,7 @@ fn main() {
     let mut mib = 64usize;
     let mut reps = 3usize;
     let mut stages: Option<Vec<String>> = None;
+    let mut write = None;
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage(&a));
         match a.as_str() {
@@ -31,6 +32,7 @@ fn main() {
             "--kind" => kind = val(),
             "--mib" => mib = val().parse().unwrap_or_else(|_| usage("--mib")),
             "--reps" => reps = val().parse().unwrap_or_else(|_| usage("--reps")),
+            "--write" => write = Some(val()),
             "--stages" => stages = Some(val().split(':').map(str::to_string).collect()),
             _ => usage(&a),
         }
@@ -47,6 +49,13 @@ fn main() {
             _ => usage("--kind"),
         },
     };
+    if let Some(path) = write {
+        std::fs::write(&path, &data).unwrap_or_else(|e| {
+            eprintln!("cannot write {path}: {e}");
+            std::process::exit(2)
+        });
+        return;
+    }
     let want = |s: &str| stages.as_ref().map_or(true, |v| v.iter().any(|x| x == s));
     let repokey = ReferenceSealer::repokey([1; 32], [2; 32], [3; 32]);
     let blake = ReferenceSealer::repokey_blake2([1; 32], [2; 128], [3; 128]);
@@ -74,6 +83,10 @@ fn main() {
     run("buzhash", &mut || {
         let mut c = BuzhashChunker::new(&data[..], 0, BuzhashParams::DEFAULT).unwrap();
         while c.read_chunk().unwrap().is_some() {}
+    });
+    run("buzhash-slice", &mut || {
+        let cuts = SliceCuts::new(&data, 0, BuzhashParams::DEFAULT).unwrap();
+        std::hint::black_box(cuts.count());
     });
     run("fixed", &mut || {
         let mut c = FixedChunker::new(&data[..], 1 << 20, 0).unwrap();
@@ -162,7 +175,7 @@ fn thread_cpu() -> f64 {
 
 fn usage(what: &str) -> ! {
     eprintln!(
-        "bad argument {what}\nusage: bench_stages [--file PATH | --kind random|text|zero --mib N] [--reps N] [--stages a,b]"
+        "bad argument {what}\nusage: bench_stages [--file PATH | --kind random|text|zero --mib N] [--reps N] [--stages a:b] [--write PATH]"
     );
     std::process::exit(2)
 }

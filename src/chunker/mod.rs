@@ -11,7 +11,7 @@ mod fixed;
 mod params;
 mod table;
 
-pub use buzhash::{buzhash, buzhash_update, BuzhashChunker};
+pub use buzhash::{buzhash, buzhash_update, BuzhashChunker, SliceCuts};
 pub use fixed::{sparse_map, FileRange, FixedChunker};
 pub use params::{BuzhashParams, ChunkerParams, ChunkerParamsError, MAX_DATA_SIZE};
 

@@ -230,7 +230,10 @@ pub fn fuzz_decompress(input: &[u8]) {
     if let Ok(plain) = decompress(input) {
         assert!(plain.len() <= DECOMPRESS_LIMIT);
         let again = compress(&CompressionSpec::Lz4, &plain).expect("lz4 never fails");
-        assert_eq!(decompress(&again).expect("own lz4 output decompresses"), plain);
+        assert_eq!(
+            decompress(&again).expect("own lz4 output decompresses"),
+            plain
+        );
     }
     const SPECS: [&str; 10] = [
         "none",

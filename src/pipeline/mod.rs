@@ -220,13 +220,40 @@ where
         });
         let mut seen = HashSet::new();
         let mut result = Ok(());
+        // Sealing batch N runs on the pool together with hashing and compressing batch N+1,
+        // so the pool does not drain at the end of every stage.
+        let mut pending: Option<Staged> = None;
         for batch in rx.iter() {
-            let step = batch
-                .map_err(PipelineError::from)
-                .and_then(|b| process_batch(hot, &pool, b, &mut seen, next_iv, &mut sink));
-            if let Err(e) = step {
-                result = Err(e);
-                break;
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            };
+            let (sealed, staged) = pool.install(|| {
+                rayon::join(
+                    || pending.take().map(|p| seal(hot, p)),
+                    || stage(hot, batch),
+                )
+            });
+            if let Some(done) = sealed {
+                if let Err(e) = emit(done, &mut sink) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            match staged {
+                Ok(st) => pending = Some(assign_ivs(hot, st, &mut seen, next_iv)),
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            if let Some(p) = pending.take() {
+                result = emit(pool.install(|| seal(hot, p)), &mut sink);
             }
         }
         // Dropping the receiver stops a reader that is still producing.
@@ -238,65 +265,92 @@ where
     })
 }
 
-fn process_batch<S, F>(
+/// A batch after hashing and compression: per chunk its id and, unless known, its payload;
+/// after [`assign_ivs`] also the IV of each chunk to seal, and after [`seal`] the envelope.
+struct Staged {
+    chunks: Vec<Chunk>,
+    items: Vec<StagedItem>,
+}
+
+struct StagedItem {
+    id: [u8; 32],
+    payload: Option<Vec<u8>>,
+    iv: Option<u64>,
+    sealed: Option<Vec<u8>>,
+}
+
+/// Hashes and compresses a batch in parallel; chunks the index already knows are not
+/// compressed.
+fn stage<S: ChunkSealer>(
     hot: &HotPath<'_, S>,
-    pool: &rayon::ThreadPool,
-    batch: Vec<Chunk>,
+    chunks: Vec<Chunk>,
+) -> Result<Staged, CompressError> {
+    let items = chunks
+        .par_iter()
+        .map(|c| {
+            let data = plaintext(c);
+            let id = hot.sealer.id_hash(&data);
+            let payload = if (hot.is_known)(&id) {
+                None
+            } else {
+                Some(compress(hot.compression, &data)?)
+            };
+            Ok(StagedItem {
+                id,
+                payload,
+                iv: None,
+                sealed: None,
+            })
+        })
+        .collect::<Result<_, CompressError>>()?;
+    Ok(Staged { chunks, items })
+}
+
+/// Gives counter values in chunk order; repeats within the stream are stored once.
+fn assign_ivs<S: ChunkSealer>(
+    hot: &HotPath<'_, S>,
+    mut st: Staged,
     seen: &mut HashSet<[u8; 32]>,
     next_iv: &mut u64,
-    sink: &mut F,
-) -> Result<(), PipelineError>
-where
-    S: ChunkSealer,
-    F: FnMut(SealedChunk) -> Result<(), PipelineError>,
-{
-    // Hash and compress in parallel; chunks the index already knows are not compressed.
-    let staged: Vec<([u8; 32], Option<Vec<u8>>)> = pool.install(|| {
-        batch
-            .par_iter()
-            .map(|c| {
-                let data = plaintext(c);
-                let id = hot.sealer.id_hash(&data);
-                if (hot.is_known)(&id) {
-                    Ok((id, None))
-                } else {
-                    Ok((id, Some(compress(hot.compression, &data)?)))
-                }
-            })
-            .collect::<Result<_, CompressError>>()
-    })?;
-    // Counter values in chunk order; repeats within the stream are stored once.
-    let mut to_seal: Vec<(usize, u64, Vec<u8>)> = Vec::new();
-    for (i, (id, payload)) in staged.iter().enumerate() {
-        if let Some(p) = payload {
-            if seen.insert(*id) {
-                to_seal.push((i, *next_iv, Vec::new()));
+) -> Staged {
+    for item in &mut st.items {
+        match &item.payload {
+            Some(p) if seen.insert(item.id) => {
+                item.iv = Some(*next_iv);
                 *next_iv += hot.sealer.iv_blocks(p.len());
             }
+            _ => item.payload = None,
         }
     }
-    pool.install(|| {
-        to_seal.par_iter_mut().for_each(|(i, iv, out)| {
-            if let Some(p) = &staged[*i].1 {
-                *out = hot.sealer.seal(p, *iv);
-            }
-        })
+    st
+}
+
+/// Seals every chunk that got an IV, in parallel.
+fn seal<S: ChunkSealer>(hot: &HotPath<'_, S>, mut st: Staged) -> Staged {
+    st.items.par_iter_mut().for_each(|item| {
+        if let (Some(p), Some(iv)) = (&item.payload, item.iv) {
+            item.sealed = Some(hot.sealer.seal(p, iv));
+        }
     });
-    let mut sealed = to_seal.into_iter().peekable();
-    for (i, (c, (id, payload))) in batch.iter().zip(staged).enumerate() {
-        let object = match sealed.peek() {
-            Some((j, _, _)) if *j == i => {
-                let (_, iv, data) = sealed.next().expect("peeked");
-                Some(SealedObject {
-                    iv,
-                    compressed_size: payload.map_or(0, |p| p.len()),
-                    data,
-                })
-            }
+    st
+}
+
+/// Hands a sealed batch to the sink in chunk order.
+fn emit<F>(st: Staged, sink: &mut F) -> Result<(), PipelineError>
+where
+    F: FnMut(SealedChunk) -> Result<(), PipelineError>,
+{
+    for (c, item) in st.chunks.iter().zip(st.items) {
+        let object = match (item.iv, item.sealed) {
+            (Some(iv), Some(data)) => Some(SealedObject {
+                iv,
+                compressed_size: item.payload.map_or(0, |p| p.len()),
+                data,
+            }),
             _ => None,
         };
         sink(SealedChunk {
-            id,
+            id: item.id,
             size: c.size,
             allocation: c.allocation,
             object,

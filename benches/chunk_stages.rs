@@ -8,20 +8,28 @@ use rborg::chunker::{BuzhashChunker, BuzhashParams, ChunkSource, FixedChunker};
 use rborg::compress::{compress, CompressionSpec};
 use rborg::pipeline::{bench_data, blake2b_256, hmac_sha256, ChunkSealer, ReferenceSealer};
 
-const SIZE: usize = 32 << 20;
+/// Input size per data set. `cargo test --all-targets` runs benches once each in an
+/// unoptimised build (without `--bench`); a small input keeps that quick.
+fn size() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        32 << 20
+    } else {
+        1 << 20
+    }
+}
 const PIECE: usize = 2 << 20;
 
 fn datasets() -> Vec<(&'static str, Vec<u8>)> {
     vec![
-        ("random", bench_data::random(SIZE, 1)),
-        ("text", bench_data::text(SIZE, 1)),
-        ("zero", bench_data::zeros(SIZE)),
+        ("random", bench_data::random(size(), 1)),
+        ("text", bench_data::text(size(), 1)),
+        ("zero", bench_data::zeros(size())),
     ]
 }
 
 fn chunkers(c: &mut Criterion) {
     let mut g = c.benchmark_group("chunker");
-    g.throughput(Throughput::Bytes(SIZE as u64));
+    g.throughput(Throughput::Bytes(size() as u64));
     for (kind, data) in datasets() {
         g.bench_with_input(
             BenchmarkId::new("buzhash,19,23,21,4095", kind),
@@ -52,12 +60,12 @@ fn chunkers(c: &mut Criterion) {
 }
 
 fn hashes_and_sealing(c: &mut Criterion) {
-    let data = bench_data::random(SIZE, 2);
+    let data = bench_data::random(size(), 2);
     let key = [7u8; 32];
     let repokey = ReferenceSealer::repokey([1; 32], [2; 32], [3; 32]);
     let blake = ReferenceSealer::repokey_blake2([1; 32], [2; 128], [3; 128]);
     let mut g = c.benchmark_group("crypto");
-    g.throughput(Throughput::Bytes(SIZE as u64));
+    g.throughput(Throughput::Bytes(size() as u64));
     g.bench_function("id hmac-sha256", |b| {
         b.iter(|| {
             data.chunks(PIECE)
@@ -93,7 +101,7 @@ fn hashes_and_sealing(c: &mut Criterion) {
 
 fn compressors(c: &mut Criterion) {
     let mut g = c.benchmark_group("compress");
-    g.throughput(Throughput::Bytes(SIZE as u64));
+    g.throughput(Throughput::Bytes(size() as u64));
     for (kind, data) in datasets() {
         for spec in ["lz4", "zstd,1", "zstd,3", "zstd,10", "auto,zstd,3"] {
             let s: CompressionSpec = spec.parse().unwrap();

@@ -10,14 +10,22 @@ use rborg::pipeline::{
     bench_data, seal_stream, seal_stream_parallel, HotPath, ParallelOptions, ReferenceSealer,
 };
 
-const SIZE: usize = 64 << 20;
+/// Input size per data set. `cargo test --all-targets` runs benches once each in an
+/// unoptimised build (without `--bench`); a small input keeps that quick.
+fn size() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        64 << 20
+    } else {
+        1 << 20
+    }
+}
 
 fn hot_path(c: &mut Criterion) {
     let repokey = ReferenceSealer::repokey([1; 32], [2; 32], [3; 32]);
     let blake = ReferenceSealer::repokey_blake2([1; 32], [2; 128], [3; 128]);
-    let text = bench_data::text(SIZE, 9);
-    let random = bench_data::random(SIZE, 9);
-    let zero = bench_data::zeros(SIZE);
+    let text = bench_data::text(size(), 9);
+    let random = bench_data::random(size(), 9);
+    let zero = bench_data::zeros(size());
     let cases: Vec<(&str, &ReferenceSealer, &str, &str, &[u8])> = vec![
         ("repokey", &repokey, "auto,zstd,3", "text", &text),
         ("repokey", &repokey, "lz4", "text", &text),
@@ -28,7 +36,7 @@ fn hot_path(c: &mut Criterion) {
     ];
     let known = |_: &[u8; 32]| false;
     let mut g = c.benchmark_group("hot_path");
-    g.throughput(Throughput::Bytes(SIZE as u64));
+    g.throughput(Throughput::Bytes(size() as u64));
     for (key, sealer, spec, kind, data) in cases {
         let compression: CompressionSpec = spec.parse().unwrap();
         let hot = HotPath {

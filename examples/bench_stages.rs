@@ -4,7 +4,7 @@
 //! same file.
 //!
 //! Usage: `bench_stages [--file PATH | --kind random|text|zero --mib N] [--reps N]
-//!         [--stages a:b:c] [--write PATH]`; `--write` only stores the generated input.
+//!         [--stages a:b:c] [--write PATH] [--batch-mib N] [--threads N]`; `--write` only stores the generated input.
 
 use std::time::Instant;
 
@@ -26,6 +26,7 @@ fn main() {
     let mut reps = 3usize;
     let mut stages: Option<Vec<String>> = None;
     let mut write = None;
+    let mut opts = ParallelOptions::default();
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage(&a));
         match a.as_str() {
@@ -34,6 +35,13 @@ fn main() {
             "--mib" => mib = val().parse().unwrap_or_else(|_| usage("--mib")),
             "--reps" => reps = val().parse().unwrap_or_else(|_| usage("--reps")),
             "--write" => write = Some(val()),
+            "--batch-mib" => {
+                opts.batch_bytes = val()
+                    .parse::<usize>()
+                    .unwrap_or_else(|_| usage("--batch-mib"))
+                    << 20
+            }
+            "--threads" => opts.threads = val().parse().unwrap_or_else(|_| usage("--threads")),
             "--stages" => stages = Some(val().split(':').map(str::to_string).collect()),
             _ => usage(&a),
         }
@@ -160,7 +168,7 @@ fn main() {
                 let (t, p0) = (Instant::now(), process_cpu());
                 let ch = BuzhashChunker::new(&data[..], 0, BuzhashParams::DEFAULT).unwrap();
                 let mut iv = 0;
-                seal_stream_parallel(&hot, ch, &mut iv, ParallelOptions::default(), |c| {
+                seal_stream_parallel(&hot, ch, &mut iv, opts, |c| {
                     std::hint::black_box(c);
                     Ok(())
                 })
@@ -200,7 +208,7 @@ fn thread_cpu() -> f64 {
 
 fn usage(what: &str) -> ! {
     eprintln!(
-        "bad argument {what}\nusage: bench_stages [--file PATH | --kind random|text|zero --mib N] [--reps N] [--stages a:b] [--write PATH]"
+        "bad argument {what}\nusage: bench_stages [--file PATH | --kind random|text|zero --mib N] [--reps N] [--stages a:b] [--write PATH] [--batch-mib N] [--threads N]"
     );
     std::process::exit(2)
 }

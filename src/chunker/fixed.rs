@@ -312,6 +312,17 @@ mod tests {
     }
 
     #[test]
+    fn header_longer_than_a_block_is_cut_in_blocks() {
+        // borg 1.2.4: ChunkerFixed(100, 250) on 520 bytes -> [100, 100, 50, 100, 100, 70]
+        let data = vec![b'x'; 520];
+        let sizes: Vec<usize> = FixedChunker::new(&data[..], 100, 250)
+            .unwrap()
+            .map(|c| c.unwrap().size)
+            .collect();
+        assert_eq!(sizes, [100, 100, 50, 100, 100, 70]);
+    }
+
+    #[test]
     fn zero_blocks_are_alloc() {
         let mut data = vec![0u8; 300];
         data[150] = 1;

@@ -138,7 +138,8 @@ pub(crate) fn is_all_zero(data: &[u8]) -> bool {
 
 /// The body of the `chunker` fuzz target, replayed over its corpus by `cargo test`: the
 /// buzhash chunker, fed through odd-sized reads, must cut exactly where a slow, obviously
-/// correct reference cuts. The first bytes of the input choose the seed and parameters.
+/// correct reference cuts, and the fixed chunker must cut header and blocks by definition.
+/// The first bytes of the input choose the seed and parameters.
 #[doc(hidden)]
 pub fn fuzz_against_reference(input: &[u8]) {
     if input.len() < 6 {
@@ -175,4 +176,35 @@ pub fn fuzz_against_reference(input: &[u8]) {
         got.push(c.size);
     }
     assert_eq!(got, expected);
+
+    // The fixed chunker against its definition (borg's ChunkerFixed): the header range, then
+    // the rest of the file, each cut into pieces of at most one block, until the data ends.
+    let block = 1 + usize::from(input[1]) * 3;
+    let header = usize::from(input[2]) * 5;
+    let mut expected = Vec::new();
+    let mut rest = data.len();
+    for range in [header, usize::MAX] {
+        let mut left = range;
+        while left > 0 && rest > 0 {
+            let piece = block.min(left).min(rest);
+            expected.push(piece);
+            left -= piece;
+            rest -= piece;
+        }
+    }
+    let reader = buzhash::OddReader::new(data, u64::from(input[3]));
+    let chunks: Vec<Chunk> = FixedChunker::new(reader, block, header)
+        .expect("valid sizes")
+        .map(|c| c.expect("in-memory reads cannot fail"))
+        .collect();
+    assert_eq!(chunks.iter().map(|c| c.size).collect::<Vec<_>>(), expected);
+    let mut offset = 0;
+    for c in &chunks {
+        let want = &data[offset..offset + c.size];
+        match &c.data {
+            Some(d) => assert_eq!(d, want),
+            None => assert!(c.allocation == Allocation::Alloc && is_all_zero(want)),
+        }
+        offset += c.size;
+    }
 }

@@ -113,6 +113,29 @@ impl Batch {
     }
 }
 
+/// Ids of all-zero chunks by size, like borg's `cached_hash`: zero chunks (sparse holes,
+/// zeroed regions) repeat with few distinct sizes, so each size is hashed once per stream.
+#[derive(Default)]
+struct ZeroIds(std::sync::Mutex<std::collections::HashMap<usize, [u8; 32]>>);
+
+impl ZeroIds {
+    fn id<S: ChunkSealer>(&self, sealer: &S, size: usize) -> [u8; 32] {
+        let cached = self.0.lock().ok().and_then(|m| m.get(&size).copied());
+        if let Some(id) = cached {
+            return id;
+        }
+        let id = sealer.id_hash(&vec![0; size]);
+        if let Ok(mut m) = self.0.lock() {
+            // Bounded: a stream has few distinct zero-chunk sizes, but never keep many.
+            if m.len() >= 64 {
+                m.clear();
+            }
+            m.insert(size, id);
+        }
+        id
+    }
+}
+
 /// The whole path for a stream, one chunk at a time on the calling thread. `next_iv` is the
 /// first counter value to use and is advanced past every sealed object. Returns the number of
 /// plaintext bytes processed.
@@ -129,20 +152,25 @@ where
 {
     let mut seen = HashSet::new();
     let mut total = 0u64;
+    let zero_ids = ZeroIds::default();
     let mut zeros: Vec<u8> = Vec::new();
     while let Some(c) = source.read_chunk()? {
         total += c.size as u64;
-        let data: &[u8] = match c.data {
-            Some(d) => d,
-            None => {
-                zeros.resize(c.size, 0);
-                &zeros[..c.size]
-            }
+        let id = match c.data {
+            Some(d) => hot.sealer.id_hash(d),
+            None => zero_ids.id(hot.sealer, c.size),
         };
-        let id = hot.sealer.id_hash(data);
         let object = if (hot.is_known)(&id) || !seen.insert(id) {
             None
         } else {
+            let data: &[u8] = match c.data {
+                Some(d) => d,
+                None => {
+                    // borg stores zero chunks as normal chunks of zeros.
+                    zeros.resize(c.size, 0);
+                    &zeros[..c.size]
+                }
+            };
             let payload = compress(hot.compression, data)?;
             let iv = *next_iv;
             *next_iv += hot.sealer.iv_blocks(payload.len());
@@ -259,6 +287,7 @@ where
             }
         });
         let mut seen = HashSet::new();
+        let zero_ids = ZeroIds::default();
         let mut result = Ok(());
         // Sealing batch N runs on the pool together with hashing and compressing batch N+1,
         // so the pool does not drain at the end of every stage.
@@ -274,7 +303,7 @@ where
             let (sealed, staged) = pool.install(|| {
                 rayon::join(
                     || pending.take().map(|p| seal(hot, p)),
-                    || stage(hot, batch),
+                    || stage(hot, &zero_ids, batch),
                 )
             });
             if let Some(done) = sealed {
@@ -322,17 +351,23 @@ struct StagedItem {
 
 /// Hashes and compresses a batch in parallel; chunks the index already knows are not
 /// compressed.
-fn stage<S: ChunkSealer>(hot: &HotPath<'_, S>, batch: Batch) -> Result<Staged, CompressError> {
+fn stage<S: ChunkSealer>(
+    hot: &HotPath<'_, S>,
+    zero_ids: &ZeroIds,
+    batch: Batch,
+) -> Result<Staged, CompressError> {
     let items = batch
         .chunks
         .par_iter()
         .map(|c| {
-            let data = batch.plaintext(c);
-            let id = hot.sealer.id_hash(&data);
+            let id = match c.allocation {
+                Allocation::Data => hot.sealer.id_hash(&batch.plaintext(c)),
+                _ => zero_ids.id(hot.sealer, c.size),
+            };
             let payload = if (hot.is_known)(&id) {
                 None
             } else {
-                Some(compress(hot.compression, &data)?)
+                Some(compress(hot.compression, &batch.plaintext(c))?)
             };
             Ok(StagedItem {
                 id,

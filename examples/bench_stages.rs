@@ -4,7 +4,7 @@
 //! same file.
 //!
 //! Usage: `bench_stages [--file PATH | --kind random|text|zero --mib N] [--reps N]
-//!         [--stages a:b:c] [--write PATH] [--batch-mib N] [--threads N]`; `--write` only stores the generated input.
+//!         [--stages a:b:c] [--write PATH] [--window N] [--threads N]`; `--write` only stores the generated input.
 
 use std::time::Instant;
 
@@ -35,12 +35,7 @@ fn main() {
             "--mib" => mib = val().parse().unwrap_or_else(|_| usage("--mib")),
             "--reps" => reps = val().parse().unwrap_or_else(|_| usage("--reps")),
             "--write" => write = Some(val()),
-            "--batch-mib" => {
-                opts.batch_bytes = val()
-                    .parse::<usize>()
-                    .unwrap_or_else(|_| usage("--batch-mib"))
-                    << 20
-            }
+            "--window" => opts.window = val().parse().unwrap_or_else(|_| usage("--window")),
             "--threads" => opts.threads = val().parse().unwrap_or_else(|_| usage("--threads")),
             "--stages" => stages = Some(val().split(':').map(str::to_string).collect()),
             _ => usage(&a),
@@ -208,7 +203,7 @@ fn thread_cpu() -> f64 {
 
 fn usage(what: &str) -> ! {
     eprintln!(
-        "bad argument {what}\nusage: bench_stages [--file PATH | --kind random|text|zero --mib N] [--reps N] [--stages a:b] [--write PATH] [--batch-mib N] [--threads N]"
+        "bad argument {what}\nusage: bench_stages [--file PATH | --kind random|text|zero --mib N] [--reps N] [--stages a:b] [--write PATH] [--window N] [--threads N]"
     );
     std::process::exit(2)
 }

@@ -12,14 +12,14 @@
 
 #[doc(hidden)]
 pub mod bench_data;
+mod parallel;
 mod reference;
 
+pub use parallel::{seal_stream_parallel, ParallelOptions};
 pub use reference::{aes256_ctr, blake2b_256, hmac_sha256, HashFamily, ReferenceSealer};
 
 use std::collections::HashSet;
 use std::io;
-
-use rayon::prelude::*;
 
 use crate::chunker::{Allocation, ChunkSource};
 use crate::compress::{compress, CompressError, CompressionSpec};
@@ -86,31 +86,6 @@ pub struct HotPath<'a, S: ChunkSealer> {
     pub compression: &'a CompressionSpec,
     /// Ids already in the repository; chunks with these ids are not sealed.
     pub is_known: &'a (dyn Fn(&[u8; 32]) -> bool + Sync),
-}
-
-/// A run of chunks copied out of the chunker into one buffer. The buffers go back to the
-/// reader once sealed, so after the first few batches no new memory is touched (first-touch
-/// page faults were a large part of the parallel form's overhead).
-struct Batch {
-    data: Vec<u8>,
-    chunks: Vec<BatchChunk>,
-}
-
-struct BatchChunk {
-    /// Offset in `Batch::data`; zero chunks are not copied.
-    start: usize,
-    size: usize,
-    allocation: Allocation,
-}
-
-impl Batch {
-    fn plaintext(&self, c: &BatchChunk) -> std::borrow::Cow<'_, [u8]> {
-        match c.allocation {
-            Allocation::Data => std::borrow::Cow::Borrowed(&self.data[c.start..c.start + c.size]),
-            // borg also hashes and stores zero chunks as normal chunks of zeros.
-            _ => std::borrow::Cow::Owned(vec![0; c.size]),
-        }
-    }
 }
 
 /// Ids of all-zero chunks by size, like borg's `cached_hash`: zero chunks (sparse holes,
@@ -190,260 +165,6 @@ where
     Ok(total)
 }
 
-/// Tuning of [`seal_stream_parallel`].
-#[derive(Debug, Clone, Copy)]
-pub struct ParallelOptions {
-    /// Worker threads for hashing, compressing and sealing (0: one per CPU).
-    pub threads: usize,
-    /// A batch is closed once it holds this many plaintext bytes.
-    pub batch_bytes: usize,
-    /// How many full batches the reader may run ahead of the workers.
-    pub queue_batches: usize,
-}
-
-impl Default for ParallelOptions {
-    fn default() -> Self {
-        // Small batches keep the pool busy: the stage boundaries inside a batch leave a thread
-        // idle for up to one chunk, which weighs more the fewer batches there are (on 2 cores,
-        // 8 MiB spent about 10 % more CPU than one thread, 32 MiB about 50 %).
-        ParallelOptions {
-            threads: 0,
-            batch_bytes: 8 << 20,
-            queue_batches: 4,
-        }
-    }
-}
-
-/// The whole path for a stream on a thread pool, with the same output as [`seal_stream`]
-/// (same ids, same IVs, same order). The source is read on its own thread.
-pub fn seal_stream_parallel<S, C, F>(
-    hot: &HotPath<'_, S>,
-    source: C,
-    next_iv: &mut u64,
-    opts: ParallelOptions,
-    mut sink: F,
-) -> Result<u64, PipelineError>
-where
-    S: ChunkSealer,
-    C: ChunkSource + Send,
-    F: FnMut(SealedChunk) -> Result<(), PipelineError>,
-{
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
-        .build()
-        .map_err(|e| PipelineError::Pool(e.to_string()))?;
-    let (tx, rx) = crossbeam_channel::bounded::<io::Result<Batch>>(opts.queue_batches.max(1));
-    let (recycled_tx, recycled_rx) = crossbeam_channel::bounded::<Vec<u8>>(opts.queue_batches + 3);
-    let batch_bytes = opts.batch_bytes.max(1);
-    let mut source = source;
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || -> u64 {
-            let mut total = 0u64;
-            let fresh = || Batch {
-                data: Vec::with_capacity(batch_bytes + (batch_bytes / 2)),
-                chunks: Vec::new(),
-            };
-            let mut batch = fresh();
-            loop {
-                match source.read_chunk() {
-                    Ok(Some(c)) => {
-                        total += c.size as u64;
-                        let start = batch.data.len();
-                        if let Some(d) = c.data {
-                            batch.data.extend_from_slice(d);
-                        }
-                        batch.chunks.push(BatchChunk {
-                            start,
-                            size: c.size,
-                            allocation: c.allocation,
-                        });
-                        if batch.data.len() >= batch_bytes || batch.chunks.len() >= 4096 {
-                            let next = match recycled_rx.try_recv() {
-                                Ok(mut data) => {
-                                    data.clear();
-                                    Batch {
-                                        data,
-                                        chunks: Vec::new(),
-                                    }
-                                }
-                                Err(_) => fresh(),
-                            };
-                            if tx.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
-                                return total;
-                            }
-                        }
-                    }
-                    Ok(None) => {
-                        if !batch.chunks.is_empty() {
-                            let _ = tx.send(Ok(batch));
-                        }
-                        return total;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return total;
-                    }
-                }
-            }
-        });
-        let mut seen = HashSet::new();
-        let zero_ids = ZeroIds::default();
-        let mut result = Ok(());
-        // Sealing batch N runs on the pool together with hashing and compressing batch N+1,
-        // so the pool does not drain at the end of every stage.
-        let mut pending: Option<Staged> = None;
-        for batch in rx.iter() {
-            let batch = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    result = Err(e.into());
-                    break;
-                }
-            };
-            let (sealed, staged) = pool.install(|| {
-                rayon::join(
-                    || pending.take().map(|p| seal(hot, p)),
-                    || stage(hot, &zero_ids, batch),
-                )
-            });
-            if let Some(done) = sealed {
-                if let Err(e) = emit(done, &mut sink, &recycled_tx) {
-                    result = Err(e);
-                    break;
-                }
-            }
-            match staged {
-                Ok(st) => pending = Some(assign_ivs(hot, st, &mut seen, next_iv)),
-                Err(e) => {
-                    result = Err(e.into());
-                    break;
-                }
-            }
-        }
-        if result.is_ok() {
-            if let Some(p) = pending.take() {
-                result = emit(pool.install(|| seal(hot, p)), &mut sink, &recycled_tx);
-            }
-        }
-        // Dropping the receiver stops a reader that is still producing.
-        drop(rx);
-        let total = reader.join().map_err(|_| {
-            PipelineError::Read(io::Error::other("the chunk reader thread panicked"))
-        })?;
-        result.map(|()| total)
-    })
-}
-
-/// A batch after hashing and compression: per chunk its id and, unless known, its payload;
-/// after [`assign_ivs`] also the IV of each chunk to seal, and after [`seal`] the envelope.
-struct Staged {
-    batch: Batch,
-    items: Vec<StagedItem>,
-}
-
-struct StagedItem {
-    id: [u8; 32],
-    payload: Option<Vec<u8>>,
-    payload_len: usize,
-    iv: Option<u64>,
-    sealed: Option<Vec<u8>>,
-}
-
-/// Hashes and compresses a batch in parallel; chunks the index already knows are not
-/// compressed.
-fn stage<S: ChunkSealer>(
-    hot: &HotPath<'_, S>,
-    zero_ids: &ZeroIds,
-    batch: Batch,
-) -> Result<Staged, CompressError> {
-    let items = batch
-        .chunks
-        .par_iter()
-        .map(|c| {
-            let id = match c.allocation {
-                Allocation::Data => hot.sealer.id_hash(&batch.plaintext(c)),
-                _ => zero_ids.id(hot.sealer, c.size),
-            };
-            let payload = if (hot.is_known)(&id) {
-                None
-            } else {
-                Some(compress(hot.compression, &batch.plaintext(c))?)
-            };
-            Ok(StagedItem {
-                id,
-                payload,
-                payload_len: 0,
-                iv: None,
-                sealed: None,
-            })
-        })
-        .collect::<Result<_, CompressError>>()?;
-    Ok(Staged { batch, items })
-}
-
-/// Gives counter values in chunk order; repeats within the stream are stored once.
-fn assign_ivs<S: ChunkSealer>(
-    hot: &HotPath<'_, S>,
-    mut st: Staged,
-    seen: &mut HashSet<[u8; 32]>,
-    next_iv: &mut u64,
-) -> Staged {
-    for item in &mut st.items {
-        match &item.payload {
-            Some(p) if seen.insert(item.id) => {
-                item.iv = Some(*next_iv);
-                *next_iv += hot.sealer.iv_blocks(p.len());
-            }
-            _ => item.payload = None,
-        }
-    }
-    st
-}
-
-/// Seals every chunk that got an IV, in parallel.
-fn seal<S: ChunkSealer>(hot: &HotPath<'_, S>, mut st: Staged) -> Staged {
-    st.items.par_iter_mut().for_each(|item| {
-        if let (Some(p), Some(iv)) = (&item.payload, item.iv) {
-            item.sealed = Some(hot.sealer.seal(p, iv));
-        }
-        // Only the length is needed from here on.
-        if let Some(p) = item.payload.take() {
-            item.payload_len = p.len();
-        }
-    });
-    st
-}
-
-/// Hands a sealed batch to the sink in chunk order, then returns its buffer for reuse.
-fn emit<F>(
-    st: Staged,
-    sink: &mut F,
-    recycle: &crossbeam_channel::Sender<Vec<u8>>,
-) -> Result<(), PipelineError>
-where
-    F: FnMut(SealedChunk) -> Result<(), PipelineError>,
-{
-    for (c, item) in st.batch.chunks.iter().zip(st.items) {
-        let object = match (item.iv, item.sealed) {
-            (Some(iv), Some(data)) => Some(SealedObject {
-                iv,
-                compressed_size: item.payload_len,
-                data,
-            }),
-            _ => None,
-        };
-        sink(SealedChunk {
-            id: item.id,
-            size: c.size,
-            allocation: c.allocation,
-            object,
-        })?;
-    }
-    // A full recycle queue just means the buffer is freed.
-    let _ = recycle.try_send(st.batch.data);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,10 +228,10 @@ mod tests {
         assert_eq!(n, d.len() as u64);
         let mut par = Vec::new();
         let mut iv_b = 1000;
+        // A small window, so the reader often waits for the sink.
         let opts = ParallelOptions {
-            threads: 2,
-            batch_bytes: 200_000,
-            queue_batches: 1,
+            threads: 3,
+            window: 2,
         };
         let chunker = BuzhashChunker::new(&d[..], 77, params()).unwrap();
         seal_stream_parallel(&hot, chunker, &mut iv_b, opts, |c| {
@@ -546,6 +267,31 @@ mod tests {
             "the repeated stretch and the zeros should dedup"
         );
         assert!(seq.iter().any(|c| c.allocation == Allocation::Alloc));
+    }
+
+    #[test]
+    fn sink_errors_stop_the_parallel_form() {
+        let d = data(2_000_000);
+        let s = sealer();
+        let spec = CompressionSpec::Lz4;
+        let hot = HotPath {
+            sealer: &s,
+            compression: &spec,
+            is_known: &|_: &[u8; 32]| false,
+        };
+        let mut seen = 0;
+        let c = BuzhashChunker::new(&d[..], 0, params()).unwrap();
+        let mut iv = 0;
+        let e = seal_stream_parallel(&hot, c, &mut iv, ParallelOptions::default(), |_| {
+            seen += 1;
+            if seen == 3 {
+                Err(PipelineError::Sink("repository full".into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(e, Err(PipelineError::Sink(_))));
+        assert_eq!(seen, 3);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::compress::CompressionSpec;
 use crate::crypto::envelope::EnvelopeError;
 use crate::crypto::nonces::{NonceError, NonceManager};
 use crate::crypto::security::{SecurityDir, SecurityError};
@@ -35,86 +36,38 @@ pub trait PayloadCodec {
 /// Borg's default compression for metadata (lz4 when it saves space, else none) for writing,
 /// and every borg 1.x compressor for reading: none, lz4, zstd, zlib, lzma and the obfuscate
 /// wrapper (`Compressor.decompress`). A borg command run with `-C zstd` writes its manifest
-/// with zstd, so a reader must take all of them. The compress module has the full writer side.
+/// with zstd, so a reader must take all of them (through [`crate::compress::decompress`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DefaultCodec;
 
-/// The most a payload may decompress to (borg's lz4 buffer limit, about 128 MiB).
-const MAX_DECOMPRESSED: usize = 128 << 20;
-
 impl PayloadCodec for DefaultCodec {
     fn compress(&self, data: &[u8]) -> Vec<u8> {
-        let lz4 = lz4_flex::block::compress(data);
-        if lz4.len() < data.len() {
-            [&[1u8, 0][..], &lz4].concat()
-        } else {
-            [&[0u8, 0][..], data].concat()
-        }
+        SpecCodec(CompressionSpec::Lz4).compress(data)
     }
 
     fn decompress(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
-        decompress_any(payload, 0)
+        crate::compress::decompress(payload).map_err(|e| e.to_string())
     }
 }
 
-fn read_limited(r: impl std::io::Read, what: &str) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    r.take(MAX_DECOMPRESSED as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("{what} decompression failed: {e}"))?;
-    if out.len() > MAX_DECOMPRESSED {
-        return Err(format!(
-            "{what} data decompresses to more than {MAX_DECOMPRESSED} bytes"
-        ));
-    }
-    Ok(out)
-}
+/// A codec that writes with a chosen compression (borg writes metadata with the command's
+/// `--compression`) and reads every borg compressor.
+#[derive(Debug, Clone)]
+pub struct SpecCodec(pub CompressionSpec);
 
-/// Detects the compressor from the header, in borg's order (lz4, zstd, none, zlib, lzma,
-/// obfuscate).
-fn decompress_any(payload: &[u8], depth: u8) -> Result<Vec<u8>, String> {
-    match payload {
-        [1, 0, rest @ ..] => {
-            // lz4 blocks carry no size; grow the buffer like borg does.
-            let mut size = (rest.len() * 3).max(1 << 16);
-            loop {
-                match lz4_flex::block::decompress(rest, size) {
-                    Ok(d) => return Ok(d),
-                    Err(_) if size < MAX_DECOMPRESSED => {
-                        size = (size * 3 / 2).min(MAX_DECOMPRESSED)
-                    }
-                    Err(e) => return Err(format!("lz4 decompression failed: {e}")),
-                }
-            }
-        }
-        [3, 0, rest @ ..] => read_limited(
-            zstd::stream::read::Decoder::new(rest).map_err(|e| format!("zstd: {e}"))?,
-            "zstd",
-        ),
-        [0, 0, rest @ ..] => Ok(rest.to_vec()),
-        [b0, b1, ..] if b0 & 0x0f == 8 && (u16::from(*b0) * 256 + u16::from(*b1)) % 31 == 0 => {
-            read_limited(flate2::read::ZlibDecoder::new(payload), "zlib")
-        }
-        [2, 0, rest @ ..] => read_limited(
-            xz2::read::XzDecoder::new_stream(
-                rest,
-                xz2::stream::Stream::new_auto_decoder(u64::MAX, 0)
-                    .map_err(|e| format!("lzma: {e}"))?,
-            ),
-            "lzma",
-        ),
-        [4, 0, rest @ ..] if depth == 0 => {
-            let len = rest
-                .get(..4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-                .ok_or("obfuscated payload is truncated")?;
-            let inner = rest
-                .get(4..4 + len)
-                .ok_or("obfuscated payload is truncated")?;
-            decompress_any(inner, depth + 1)
-        }
-        _ => Err("No decompressor for this data found".into()),
+impl PayloadCodec for SpecCodec {
+    fn compress(&self, data: &[u8]) -> Vec<u8> {
+        // Only resource failures inside a compression library can fail here; storing the data
+        // uncompressed is then still a valid object borg reads.
+        crate::compress::compress(&self.0, data).unwrap_or_else(|_| {
+            let mut out = crate::compress::HEADER_NONE.to_vec();
+            out.extend_from_slice(data);
+            out
+        })
+    }
+
+    fn decompress(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        crate::compress::decompress(payload).map_err(|e| e.to_string())
     }
 }
 

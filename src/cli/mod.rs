@@ -2,6 +2,7 @@
 //! command, prints what it returns, and maps errors to borg's exit codes. No backup logic lives
 //! here.
 
+mod check;
 mod common;
 mod error;
 mod exit;
@@ -30,6 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Verify the consistency of a repository and its archives.
+    Check(check::CheckArgs),
     /// Check or write a configuration file for `rborg run`.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -106,6 +109,7 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
         Command::Serve(args) => serve::run(ctx, args),
+        Command::Check(args) => check::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {
             print!("{}", rborg::ops::config::generate_sample());
             Ok(Outcome::Success)

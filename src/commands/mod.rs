@@ -6,6 +6,7 @@
 //! (asking for the passphrase as borg does), verify the manifest and its TAM, and run the
 //! security checks.
 
+pub mod check;
 pub mod error;
 
 pub use error::CommandError;

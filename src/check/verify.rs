@@ -1,0 +1,151 @@
+//! `check --verify-data`: read every object in on-disk order and open it completely (MAC,
+//! decryption, decompression, id hash), spread over all cores (`ArchiveChecker.verify_data`).
+//!
+//! One thread fetches with the repository's pipelined `get_many` and hands objects through a
+//! bounded channel to the workers, so memory stays at a few objects per worker however large
+//! the repository is.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::crypto::Key;
+use crate::manifest::PayloadCodec;
+use crate::repository::{ObjectId, Repository, RepositoryError, MANIFEST_ID};
+
+/// How many ids one `scan` page asks for. Borg asks for 100; a bigger page keeps more
+/// requests in flight and the order of objects is the same.
+const SCAN_PAGE: u32 = 1000;
+
+/// What the verification found.
+#[derive(Debug, Default, Clone)]
+pub struct VerifyReport {
+    /// Objects read from the segments (borg's `chunks_count_segments`).
+    pub verified: u64,
+    /// Errors as borg logs them, one line each.
+    pub errors: Vec<String>,
+    /// Objects that failed an integrity check (candidates for deletion with `--repair`).
+    pub defect: Vec<ObjectId>,
+}
+
+/// Opens one object completely: envelope, MAC, decompression and, except for the manifest,
+/// the id hash. Returns borg's error text on failure.
+pub fn verify_object(
+    key: &Key,
+    codec: &dyn PayloadCodec,
+    id: &ObjectId,
+    envelope: &[u8],
+) -> Result<(), String> {
+    let check_id = *id != MANIFEST_ID;
+    let payload = key
+        .decrypt(check_id.then_some(id), envelope)
+        .map_err(|e| e.to_string())?;
+    let plaintext = codec.decompress(&payload).map_err(|e| {
+        format!(
+            "Data integrity error: Chunk {}: decompression failed: {e}",
+            hex::encode(id)
+        )
+    })?;
+    if check_id {
+        key.assert_id(id, &plaintext).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Verifies every object with `threads` workers (at least one). `progress` is called with the
+/// number of objects verified so far after each page.
+pub fn verify_data(
+    repository: &mut dyn Repository,
+    key: &Key,
+    codec: &(dyn PayloadCodec + Sync),
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifyReport, RepositoryError> {
+    let threads = threads.max(1);
+    let verified = AtomicU64::new(0);
+    let failures: Mutex<Vec<(ObjectId, String)>> = Mutex::new(Vec::new());
+    let mut fetch_errors: Vec<String> = Vec::new();
+    let mut fetched_total = 0u64;
+    let (tx, rx) = crossbeam_channel::bounded::<(ObjectId, Vec<u8>)>(threads * 4);
+    let result = std::thread::scope(|scope| -> Result<(), RepositoryError> {
+        for _ in 0..threads {
+            let rx = rx.clone();
+            let failures = &failures;
+            let verified = &verified;
+            scope.spawn(move || {
+                for (id, envelope) in rx {
+                    if let Err(e) = verify_object(key, codec, &id, &envelope) {
+                        if let Ok(mut f) = failures.lock() {
+                            f.push((id, e));
+                        }
+                    }
+                    verified.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        drop(rx);
+        let mut marker: Option<ObjectId> = None;
+        let outcome = loop {
+            let ids = match repository.scan(Some(SCAN_PAGE), marker.as_ref()) {
+                Ok(ids) => ids,
+                Err(e) => break Err(e),
+            };
+            let Some(last) = ids.last() else {
+                break Ok(());
+            };
+            marker = Some(*last);
+            fetched_total += ids.len() as u64;
+            let mut start = 0usize;
+            while start < ids.len() {
+                let batch = &ids[start..];
+                let mut next = 0usize;
+                let r = repository.get_many(batch, &mut |i, data| {
+                    next = i + 1;
+                    tx.send((batch[i], data)).map_err(|_| RepositoryError::Io {
+                        context: "verify-data".into(),
+                        source: std::io::Error::other("verification workers stopped"),
+                    })
+                });
+                match r {
+                    Ok(()) => break,
+                    Err(
+                        e @ (RepositoryError::ObjectNotFound { .. }
+                        | RepositoryError::IntegrityError(_)),
+                    ) => {
+                        // The failed object is the one after the last delivered; borg
+                        // restarts `get_many` for the rest.
+                        let failed = batch[next];
+                        fetch_errors.push(format!("chunk {}: {e}", hex::encode(failed)));
+                        if matches!(e, RepositoryError::IntegrityError(_)) {
+                            if let Ok(mut f) = failures.lock() {
+                                f.push((failed, String::new()));
+                            }
+                        }
+                        start += next + 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            progress(verified.load(Ordering::Relaxed));
+        };
+        drop(tx);
+        outcome
+    });
+    result?;
+    let failures = failures.into_inner().unwrap_or_default();
+    let mut report = VerifyReport {
+        verified: fetched_total,
+        errors: fetch_errors,
+        defect: Vec::new(),
+    };
+    for (id, message) in failures {
+        if !message.is_empty() {
+            report.errors.push(format!(
+                "chunk {}, integrity error: {message}",
+                hex::encode(id)
+            ));
+        }
+        report.defect.push(id);
+    }
+    progress(fetched_total);
+    Ok(report)
+}

@@ -4,6 +4,7 @@
 
 mod check;
 mod common;
+mod compact;
 mod error;
 mod exit;
 mod logging;
@@ -33,6 +34,8 @@ pub struct Cli {
 enum Command {
     /// Verify the consistency of a repository and its archives.
     Check(check::CheckArgs),
+    /// Compact segment files in the repository.
+    Compact(compact::CompactArgs),
     /// Check or write a configuration file for `rborg run`.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -110,6 +113,7 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
         }
         Command::Serve(args) => serve::run(ctx, args),
         Command::Check(args) => check::run(ctx, args),
+        Command::Compact(args) => compact::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {
             print!("{}", rborg::ops::config::generate_sample());
             Ok(Outcome::Success)

@@ -7,6 +7,7 @@
 //! security checks.
 
 pub mod check;
+pub mod compact;
 pub mod error;
 
 pub use error::CommandError;

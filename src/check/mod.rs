@@ -278,10 +278,15 @@ impl Checker<'_> {
             threads
         };
         let total = self.chunks.len() as u64;
-        let report =
-            verify::verify_data(self.repository, self.key, self.codec, threads, &mut |n| {
-                progress("check.verify_data", n, total)
-            })?;
+        let all_ids: Vec<ObjectId> = self.chunks.keys().copied().collect();
+        let report = verify::verify_data(
+            self.repository,
+            &all_ids,
+            self.key,
+            self.codec,
+            threads,
+            &mut |n| progress("check.verify_data", n, total),
+        )?;
         for e in &report.errors {
             log::error!(target: TARGET, "{e}");
         }

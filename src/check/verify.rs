@@ -5,6 +5,7 @@
 //! bounded channel to the workers, so memory stays at a few objects per worker however large
 //! the repository is.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -51,10 +52,56 @@ pub fn verify_object(
     Ok(())
 }
 
-/// Verifies every object with `threads` workers (at least one). `progress` is called with the
+type Failures = Mutex<Vec<(ObjectId, String)>>;
+
+/// Fetches `ids` with `get_many` and hands them to the workers. An object the repository
+/// cannot deliver is reported and the rest of the batch is fetched anew, as borg does.
+fn fetch_batch(
+    repository: &mut dyn Repository,
+    ids: &[ObjectId],
+    tx: &crossbeam_channel::Sender<(ObjectId, Vec<u8>)>,
+    failures: &Failures,
+    fetch_errors: &mut Vec<String>,
+) -> Result<(), RepositoryError> {
+    let mut start = 0usize;
+    while start < ids.len() {
+        let batch = &ids[start..];
+        let mut next = 0usize;
+        let r = repository.get_many(batch, &mut |i, data| {
+            next = i + 1;
+            tx.send((batch[i], data)).map_err(|_| RepositoryError::Io {
+                context: "verify-data".into(),
+                source: std::io::Error::other("verification workers stopped"),
+            })
+        });
+        match r {
+            Ok(()) => break,
+            Err(
+                e @ (RepositoryError::ObjectNotFound { .. } | RepositoryError::IntegrityError(_)),
+            ) => {
+                let Some(failed) = batch.get(next) else {
+                    return Err(e);
+                };
+                fetch_errors.push(format!("chunk {}: {e}", hex::encode(failed)));
+                if matches!(e, RepositoryError::IntegrityError(_)) {
+                    if let Ok(mut f) = failures.lock() {
+                        f.push((*failed, String::new()));
+                    }
+                }
+                start += next + 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Verifies every object with `threads` workers (at least one). `all_ids` is the listing of
+/// every object id (objects a short scan missed are fetched from it). `progress` is called with the
 /// number of objects verified so far after each page.
 pub fn verify_data(
     repository: &mut dyn Repository,
+    all_ids: &[ObjectId],
     key: &Key,
     codec: &(dyn PayloadCodec + Sync),
     threads: usize,
@@ -62,7 +109,7 @@ pub fn verify_data(
 ) -> Result<VerifyReport, RepositoryError> {
     let threads = threads.max(1);
     let verified = AtomicU64::new(0);
-    let failures: Mutex<Vec<(ObjectId, String)>> = Mutex::new(Vec::new());
+    let failures: Failures = Mutex::new(Vec::new());
     let mut fetch_errors: Vec<String> = Vec::new();
     let mut fetched_total = 0u64;
     let (tx, rx) = crossbeam_channel::bounded::<(ObjectId, Vec<u8>)>(threads * 4);
@@ -84,6 +131,7 @@ pub fn verify_data(
         }
         drop(rx);
         let mut marker: Option<ObjectId> = None;
+        let mut scanned: HashSet<ObjectId> = HashSet::new();
         let outcome = loop {
             let ids = match repository.scan(Some(SCAN_PAGE), marker.as_ref()) {
                 Ok(ids) => ids,
@@ -94,39 +142,27 @@ pub fn verify_data(
             };
             marker = Some(*last);
             fetched_total += ids.len() as u64;
-            let mut start = 0usize;
-            while start < ids.len() {
-                let batch = &ids[start..];
-                let mut next = 0usize;
-                let r = repository.get_many(batch, &mut |i, data| {
-                    next = i + 1;
-                    tx.send((batch[i], data)).map_err(|_| RepositoryError::Io {
-                        context: "verify-data".into(),
-                        source: std::io::Error::other("verification workers stopped"),
-                    })
-                });
-                match r {
-                    Ok(()) => break,
-                    Err(
-                        e @ (RepositoryError::ObjectNotFound { .. }
-                        | RepositoryError::IntegrityError(_)),
-                    ) => {
-                        // The failed object is the one after the last delivered; borg
-                        // restarts `get_many` for the rest.
-                        let failed = batch[next];
-                        fetch_errors.push(format!("chunk {}: {e}", hex::encode(failed)));
-                        if matches!(e, RepositoryError::IntegrityError(_)) {
-                            if let Ok(mut f) = failures.lock() {
-                                f.push((failed, String::new()));
-                            }
-                        }
-                        start += next + 1;
-                    }
-                    Err(e) => return Err(e),
-                }
+            scanned.extend(ids.iter().copied());
+            if let Err(e) = fetch_batch(repository, &ids, &tx, &failures, &mut fetch_errors) {
+                break Err(e);
             }
             progress(verified.load(Ordering::Relaxed));
         };
+        // A damaged segment can end a repository's scan early; objects the scan did not reach
+        // are fetched by id, so that none of them goes unverified.
+        let outcome = outcome.and_then(|()| {
+            let rest: Vec<ObjectId> = all_ids
+                .iter()
+                .filter(|id| !scanned.contains(*id))
+                .copied()
+                .collect();
+            fetched_total += rest.len() as u64;
+            for page in rest.chunks(SCAN_PAGE as usize) {
+                fetch_batch(repository, page, &tx, &failures, &mut fetch_errors)?;
+                progress(verified.load(Ordering::Relaxed));
+            }
+            Ok(())
+        });
         drop(tx);
         outcome
     });

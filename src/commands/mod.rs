@@ -6,7 +6,10 @@
 //! (asking for the passphrase as borg does), verify the manifest and its TAM, and run the
 //! security checks.
 
+pub mod delete;
 pub mod error;
+pub mod rename;
+pub mod select;
 
 pub use error::CommandError;
 

@@ -3,10 +3,15 @@
 //! here.
 
 mod common;
+mod delete;
 mod error;
 mod exit;
+mod format;
+mod list;
 mod logging;
+mod rename;
 mod serve;
+mod session;
 
 use std::process::ExitCode;
 
@@ -35,6 +40,12 @@ enum Command {
     Config(ConfigCommand),
     /// Start borg's repository server process (stdin/stdout) over local repositories.
     Serve(serve::ServeArgs),
+    /// List archives or the contents of an archive.
+    List(list::ListArgs),
+    /// Delete archives, or the whole repository.
+    Delete(delete::DeleteArgs),
+    /// Rename an archive.
+    Rename(rename::RenameArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +117,9 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
         Command::Serve(args) => serve::run(ctx, args),
+        Command::List(args) => list::run(ctx, args),
+        Command::Delete(args) => delete::run(ctx, args),
+        Command::Rename(args) => rename::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {
             print!("{}", rborg::ops::config::generate_sample());
             Ok(Outcome::Success)

@@ -5,10 +5,15 @@
 mod check;
 mod common;
 mod compact;
+mod delete;
 mod error;
 mod exit;
+mod format;
+mod list;
 mod logging;
+mod rename;
 mod serve;
+mod session;
 
 use std::process::ExitCode;
 
@@ -41,6 +46,12 @@ enum Command {
     Config(ConfigCommand),
     /// Start borg's repository server process (stdin/stdout) over local repositories.
     Serve(serve::ServeArgs),
+    /// List archives or the contents of an archive.
+    List(list::ListArgs),
+    /// Delete archives, or the whole repository.
+    Delete(delete::DeleteArgs),
+    /// Rename an archive.
+    Rename(rename::RenameArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +125,9 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
         Command::Serve(args) => serve::run(ctx, args),
         Command::Check(args) => check::run(ctx, args),
         Command::Compact(args) => compact::run(ctx, args),
+        Command::List(args) => list::run(ctx, args),
+        Command::Delete(args) => delete::run(ctx, args),
+        Command::Rename(args) => rename::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {
             print!("{}", rborg::ops::config::generate_sample());
             Ok(Outcome::Success)

@@ -8,7 +8,10 @@
 
 pub mod check;
 pub mod compact;
+pub mod delete;
 pub mod error;
+pub mod rename;
+pub mod select;
 
 pub use error::CommandError;
 

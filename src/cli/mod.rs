@@ -11,6 +11,7 @@ mod exit;
 mod format;
 mod list;
 mod logging;
+mod prune;
 mod rename;
 mod serve;
 mod session;
@@ -41,6 +42,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Compact segment files in the repository.
     Compact(compact::CompactArgs),
+    /// Prune repository archives according to specified rules.
+    Prune(prune::PruneArgs),
     /// Check or write a configuration file for `rborg run`.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -125,6 +128,7 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
         Command::Serve(args) => serve::run(ctx, args),
         Command::Check(args) => check::run(ctx, args),
         Command::Compact(args) => compact::run(ctx, args),
+        Command::Prune(args) => prune::run(ctx, args),
         Command::List(args) => list::run(ctx, args),
         Command::Delete(args) => delete::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),

@@ -10,6 +10,7 @@ pub mod check;
 pub mod compact;
 pub mod delete;
 pub mod error;
+pub mod prune;
 pub mod rename;
 pub mod select;
 

@@ -185,3 +185,40 @@ pub fn verify_data(
     progress(fetched_total);
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::key::KeyType;
+    use crate::manifest::DefaultCodec;
+
+    #[test]
+    fn verify_object_checks_mac_decompression_and_id() {
+        let key = Key::generate(KeyType::RepokeyBlake2, &[3; 32]).unwrap();
+        let data = b"some chunk data".repeat(50);
+        let id = key.id_hash(&data);
+        let env = key.encrypt(7, &DefaultCodec.compress(&data));
+        assert!(verify_object(&key, &DefaultCodec, &id, &env).is_ok());
+        // One flipped ciphertext bit fails the MAC.
+        let mut bad = env.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let e = verify_object(&key, &DefaultCodec, &id, &bad).unwrap_err();
+        assert!(e.contains("MAC Authentication failed"), "{e}");
+        // Stored under another id: the id check fails.
+        let e = verify_object(&key, &DefaultCodec, &[9; 32], &env).unwrap_err();
+        assert!(
+            e.contains("MAC") || e.contains("id verification failed"),
+            "{e}"
+        );
+        let other = key.encrypt(8, &DefaultCodec.compress(b"other"));
+        let e = verify_object(&key, &DefaultCodec, &id, &other).unwrap_err();
+        assert!(e.contains("id verification failed"), "{e}");
+        // Garbage that decrypts but does not decompress.
+        let junk = key.encrypt(9, &[9, 9, 9]);
+        let e = verify_object(&key, &DefaultCodec, &id, &junk).unwrap_err();
+        assert!(e.contains("decompression failed"), "{e}");
+        // The manifest has no id check.
+        assert!(verify_object(&key, &DefaultCodec, &MANIFEST_ID, &other).is_ok());
+    }
+}

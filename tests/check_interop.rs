@@ -148,6 +148,23 @@ fn clean_repositories_are_clean_in_every_mode_and_compact_frees_space() {
             t.contains("Archive consistency check complete, no problems found."),
             "{t}"
         );
+        // --log-json: every stderr line is one of borg's JSON records.
+        let o = rborg(
+            &scratch,
+            &["--log-json", "check", "-v", "--progress", "--full", &repo],
+        );
+        assert_rc(&o, 0, "--log-json check");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let mut kinds = std::collections::BTreeSet::new();
+        for line in stderr.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            kinds.insert(v["type"].as_str().unwrap().to_string());
+        }
+        assert!(
+            kinds.contains("log_message") && kinds.contains("progress_percent"),
+            "{kinds:?}"
+        );
         let o = rborg(
             &scratch,
             &["check", "-v", "--archives-only", "--last", "1", &repo],
@@ -485,6 +502,22 @@ fn remote_check_over_sshd() {
         "{}",
         text(&o)
     );
+    // Prune and compact over ssh too; borg's check stays clean (exact refcounts).
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend(["prune", "--list", "--keep-last", "1", &url]);
+    let o = rborg(&scratch, &args);
+    assert_rc(&o, 0, "remote prune");
+    assert!(text(&o).contains("Pruning archive (2/2):"), "{}", text(&o));
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend(["compact", &url]);
+    assert_rc(&rborg(&scratch, &args), 0, "remote compact");
+    assert_rc(
+        &borg(&peer, &scratch, &["check", "--verify-data", &repo]),
+        0,
+        "borg check after remote prune",
+    );
+    let list = text(&borg_ok(&peer, &scratch, &["list", "--short", &repo]));
+    assert_eq!(list.split_whitespace().collect::<Vec<_>>(), ["a3"]);
     {
         let mut s = session(&scratch, &repo);
         let id = file_chunk(&mut s, "a3", "/big");
@@ -501,7 +534,4 @@ fn remote_check_over_sshd() {
         "{}",
         text(&o)
     );
-    let mut args: Vec<&str> = base.to_vec();
-    args.extend(["compact", &url]);
-    assert_rc(&rborg(&scratch, &args), 0, "remote compact");
 }

@@ -200,8 +200,15 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<Outcome, CliError> {
         eprintln!();
     }
     if let Some(a) = &outcome.archives {
-        log::info!(
+        // A run that found problems says so even without --info.
+        let level = if a.error_found {
+            log::Level::Warn
+        } else {
+            log::Level::Info
+        };
+        log::log!(
             target: "borg.check",
+            level,
             "Summary: {} archives checked, {} objects verified ({} integrity errors), {} missing file chunks, {} orphaned objects{}{}.",
             a.archives_checked,
             a.chunks_verified,

@@ -148,6 +148,25 @@ fn clean_repositories_are_clean_in_every_mode_and_compact_frees_space() {
             t.contains("Archive consistency check complete, no problems found."),
             "{t}"
         );
+        // One archive (REPO::ARCHIVE): no orphan check; an unknown one is a problem (rc 1).
+        let one = format!("{repo}::a2");
+        let o = rborg(&scratch, &["check", "-v", "--archives-only", &one]);
+        assert_rc(&o, 0, "one archive");
+        assert!(
+            text(&o).contains("Orphaned objects check skipped"),
+            "{}",
+            text(&o)
+        );
+        let o = rborg(
+            &scratch,
+            &["check", "--archives-only", &format!("{repo}::nope")],
+        );
+        assert_rc(&o, 1, "unknown archive");
+        assert!(
+            text(&o).contains("Archive 'nope' not found."),
+            "{}",
+            text(&o)
+        );
         // --log-json: every stderr line is one of borg's JSON records.
         let o = rborg(
             &scratch,

@@ -57,6 +57,9 @@ const ARCHIVE_KEYS: [&str; 19] = [
 /// Borg's `REQUIRED_ARCHIVE_KEYS`.
 const REQUIRED_ARCHIVE_KEYS: [&str; 5] = ["cmdline", "items", "name", "time", "version"];
 
+/// How many item chunks are requested together.
+const ITEM_FETCH_WINDOW: usize = 64;
+
 /// Size of the pieces a rewritten item stream is cut into.
 const ITEM_STREAM_PIECE: usize = 128 * 1024;
 
@@ -606,7 +609,25 @@ impl Checker<'_> {
             this.report.error_found = true;
             log::error!(target: TARGET, "{msg} [chunk: {no:06}_{}]", hex::encode(id));
         };
+        // Item chunks are fetched a window at a time with the pipelined `get_many` (borg reads
+        // them through `get_many` too), so a remote check is not one round trip per chunk.
+        let mut fetched: HashMap<usize, Vec<u8>> = HashMap::new();
         for (no, id) in item_ids.iter().enumerate() {
+            if no % ITEM_FETCH_WINDOW == 0 {
+                let window: Vec<(usize, ObjectId)> = item_ids
+                    [no..(no + ITEM_FETCH_WINDOW).min(item_ids.len())]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, id)| self.chunks.contains_key(*id))
+                    .map(|(i, id)| (no + i, *id))
+                    .collect();
+                let ids: Vec<ObjectId> = window.iter().map(|(_, id)| *id).collect();
+                fetched.clear();
+                self.repository.get_many(&ids, &mut |i, data| {
+                    fetched.insert(window[i].0, data);
+                    Ok(())
+                })?;
+            }
             let missing = !self.chunks.contains_key(id);
             if missing {
                 report(self, "item metadata chunk missing", id, no);
@@ -620,7 +641,12 @@ impl Checker<'_> {
                 unpacker.resync();
             }
             previous_missing = false;
-            let envelope = self.repository.get(id)?;
+            let Some(envelope) = fetched.remove(&no) else {
+                return Err(CheckError::Repository(RepositoryError::ObjectNotFound {
+                    id: hex::encode(id),
+                    path: String::new(),
+                }));
+            };
             let data = match self.decrypt(id, &envelope) {
                 Ok(d) => d,
                 Err(e) => {

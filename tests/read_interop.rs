@@ -136,7 +136,15 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
     }
     let ours = json_lines(&rborg_ok(scratch, none, &["list", "--json-lines", &one]).stdout);
     let theirs = json_lines(&borg_ok(peer, scratch, &["list", "--json-lines", &one]).stdout);
-    assert_eq!(ours, theirs, "list --json-lines, borg {}", peer.name);
+    for (o, t) in ours.iter().zip(&theirs) {
+        assert_eq!(o, t, "list --json-lines item, borg {}", peer.name);
+    }
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "list --json-lines, borg {}",
+        peer.name
+    );
     assert!(ours.len() >= 10, "the tree has all its items");
 
     // Bad input: one clear line each.

@@ -181,13 +181,18 @@ pub fn archive_time(stored: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.timestamp(), 0)
 }
 
-/// A nanosecond timestamp as a UTC time (borg's `safe_timestamp`).
+/// A nanosecond timestamp as a UTC time, rounded to microseconds the way Python's
+/// `datetime.fromtimestamp(ns / 1e9)` rounds (borg's `safe_timestamp`).
 pub fn ns_time(ns: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-    .unwrap_or_default()
+    let t = ns as f64 / 1e9;
+    let whole = t.floor();
+    let mut secs = whole as i64;
+    let mut us = ((t - whole) * 1e6).round_ties_even() as i64;
+    if us >= 1_000_000 {
+        secs += 1;
+        us -= 1_000_000;
+    }
+    DateTime::from_timestamp(secs, (us * 1000) as u32).unwrap_or_default()
 }
 
 /// `stat.filemode`: `drwxr-xr-x` and friends.

@@ -7,6 +7,7 @@ mod delete;
 mod error;
 mod exit;
 mod format;
+mod info;
 mod list;
 mod logging;
 mod rename;
@@ -42,6 +43,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// List archives or the contents of an archive.
     List(list::ListArgs),
+    /// Show repository or archive statistics.
+    Info(info::InfoArgs),
     /// Delete archives, or the whole repository.
     Delete(delete::DeleteArgs),
     /// Rename an archive.
@@ -118,6 +121,7 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
         }
         Command::Serve(args) => serve::run(ctx, args),
         Command::List(args) => list::run(ctx, args),
+        Command::Info(args) => info::run(ctx, args),
         Command::Delete(args) => delete::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {

@@ -55,10 +55,119 @@ fn make_tree(root: &Path) {
     let fifo = std::ffi::CString::new(src.join("fifo").as_os_str().as_bytes()).expect("cstr");
     // SAFETY: mkfifo on a path we own.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
-    let _ = Command::new("setfattr")
-        .args(["-n", "user.test", "-v", "value"])
-        .arg(src.join("a.txt"))
-        .status();
+    let a = std::ffi::CString::new(src.join("a.txt").as_os_str().as_bytes()).expect("cstr");
+    // SAFETY: NUL-terminated path and name, a valid buffer with its length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            a.as_ptr(),
+            c"user.test".as_ptr(),
+            b"value".as_ptr().cast(),
+            5,
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "this test needs user xattrs on the temp file system");
+}
+
+/// Runs a command in `dir` with the scratch environment, asserting success.
+fn run_in(program: &Path, scratch: &Scratch, dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .envs(scratch.borg_env())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}):\n{}{}",
+        program.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Compares two extracted trees with Python's view of them (type, mode, owner, mtime for all
+/// but implicit directories, content, link targets, xattrs, hardlink groups, allocated blocks
+/// of sparse files).
+const COMPARE_TREES: &str = r#"
+import os, sys, hashlib, stat
+def scan(root, check_dir_times):
+    out, inodes = {}, {}
+    for dp, dns, fns in os.walk(root):
+        for n in dns + fns:
+            p = os.path.join(dp, n); rel = os.path.relpath(p, root)
+            st = os.lstat(p)
+            rec = dict(mode=st.st_mode, uid=st.st_uid, gid=st.st_gid)
+            if check_dir_times or not stat.S_ISDIR(st.st_mode):
+                rec['mtime'] = st.st_mtime_ns
+            if stat.S_ISREG(st.st_mode):
+                rec['data'] = hashlib.sha256(open(p, 'rb').read()).hexdigest()
+                rec['blocks'] = st.st_blocks
+                inodes.setdefault(st.st_ino, []).append(rel)
+            if stat.S_ISLNK(st.st_mode):
+                rec['target'] = os.readlink(p)
+            rec['xattrs'] = sorted((k, os.getxattr(p, k, follow_symlinks=False))
+                                   for k in os.listxattr(p, follow_symlinks=False))
+            out[rel] = rec
+    return out, sorted(sorted(v) for v in inodes.values() if len(v) > 1)
+full = sys.argv[3] == 'full'
+a, b = scan(sys.argv[1], full), scan(sys.argv[2], full)
+if a != b:
+    for k in sorted(set(a[0]) | set(b[0])):
+        if a[0].get(k) != b[0].get(k):
+            print('DIFF', k, a[0].get(k), b[0].get(k))
+    print('HARDLINKS', a[1], b[1])
+    sys.exit(1)
+print(len(a[0]))
+"#;
+
+/// Extracts `archive` with borg and with rborg (same arguments) into fresh directories and
+/// compares the trees; returns how many entries they hold.
+fn compare_extract(
+    peer: &Peer,
+    scratch: &Scratch,
+    tag: &str,
+    archive: &str,
+    options: &[&str],
+    paths: &[&str],
+    full: bool,
+) -> usize {
+    let theirs = scratch.path(&format!("x-borg-{tag}"));
+    let ours = scratch.path(&format!("x-rborg-{tag}"));
+    std::fs::create_dir_all(&theirs).expect("dir");
+    std::fs::create_dir_all(&ours).expect("dir");
+    let mut args = vec!["extract"];
+    args.extend_from_slice(options);
+    args.push(archive);
+    args.extend_from_slice(paths);
+    run_in(&peer.borg, scratch, &theirs, &args);
+    run_in(
+        Path::new(env!("CARGO_BIN_EXE_rborg")),
+        scratch,
+        &ours,
+        &args,
+    );
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", COMPARE_TREES])
+        .arg(&theirs)
+        .arg(&ours)
+        .arg(if full { "full" } else { "partial" })
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "extract {tag} {args:?}, borg {}: trees differ\n{}{}",
+        peer.name,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("count")
 }
 
 fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
@@ -78,6 +187,53 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
     let src = tree.join("src");
     let src = src.to_str().expect("utf-8");
     borg_ok(peer, scratch, &["init", "-e", mode, repo]);
+    // An archive with relative paths (created inside the tree), for extract.
+    run_in(
+        &peer.borg,
+        scratch,
+        &tree,
+        &["create", &format!("{repo}::rel"), "src"],
+    );
+    let rel = format!("{repo}::rel");
+    let n = compare_extract(peer, scratch, "full", &rel, &[], &[], true);
+    assert!(n >= 12, "every file type extracted ({n})");
+    compare_extract(peer, scratch, "sparse", &rel, &["--sparse"], &[], true);
+    compare_extract(
+        peer,
+        scratch,
+        "numeric",
+        &rel,
+        &["--numeric-ids"],
+        &[],
+        true,
+    );
+    // Partial: one hardlink of the pair (whichever is the master), with and without
+    // --strip-components, and patterns.
+    compare_extract(peer, scratch, "hl1", &rel, &[], &["src/a.txt"], false);
+    compare_extract(peer, scratch, "hl2", &rel, &[], &["src/dir/hard"], false);
+    compare_extract(
+        peer,
+        scratch,
+        "strip",
+        &rel,
+        &["--strip-components", "2"],
+        &["src/dir"],
+        false,
+    );
+    compare_extract(
+        peer,
+        scratch,
+        "excl",
+        &rel,
+        &["-e", "*.bin", "--pattern=-src/link"],
+        &[],
+        false,
+    );
+    let out = rborg(scratch, &[], &["extract", "--dry-run", "--list", &rel]);
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stderr);
+    assert!(listed.lines().any(|l| l == "src/dir/big.bin"), "{listed}");
+    borg_ok(peer, scratch, &["delete", &rel]);
     for name in ["one", "two", "three.checkpoint", "four"] {
         borg_ok(
             peer,

@@ -6,6 +6,7 @@ mod common;
 mod delete;
 mod error;
 mod exit;
+mod extract;
 mod format;
 mod info;
 mod list;
@@ -45,6 +46,8 @@ enum Command {
     List(list::ListArgs),
     /// Show repository or archive statistics.
     Info(info::InfoArgs),
+    /// Extract archive contents into the current directory.
+    Extract(extract::ExtractArgs),
     /// Delete archives, or the whole repository.
     Delete(delete::DeleteArgs),
     /// Rename an archive.
@@ -122,6 +125,7 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
         Command::Serve(args) => serve::run(ctx, args),
         Command::List(args) => list::run(ctx, args),
         Command::Info(args) => info::run(ctx, args),
+        Command::Extract(args) => extract::run(ctx, args),
         Command::Delete(args) => delete::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {

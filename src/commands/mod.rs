@@ -8,6 +8,7 @@
 
 pub mod delete;
 pub mod error;
+pub mod extract;
 pub mod info;
 pub mod rename;
 pub mod select;

@@ -381,6 +381,35 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
     );
     borg_ok(peer, scratch, &["create", &format!("{repo}::again"), src]);
     borg_ok(peer, scratch, &["check", repo]);
+
+    // Bad input for extract and list: one line, borg's exit codes.
+    let out = rborg(scratch, none, &["extract", &format!("{repo}::nope")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "Archive nope does not exist"
+    );
+    let out = rborg(
+        scratch,
+        none,
+        &["list", "--pattern", "x:bad", &format!("{repo}::again")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        1
+    );
+
+    // Deleting the repository asks first; no answer aborts.
+    let out = rborg(
+        scratch,
+        &[("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING", "NO")],
+        &["delete", repo],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    borg_ok(peer, scratch, &["list", repo]);
+    rborg_ok(scratch, none, &["delete", repo]);
+    assert!(!borg(peer, scratch, &["list", repo]).status.success());
 }
 
 #[test]

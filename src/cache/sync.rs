@@ -101,6 +101,21 @@ impl ChunkCache {
         Ok(ChunkCache { dir, index })
     }
 
+    /// [`ChunkCache::load_or_sync`] for an open session.
+    pub fn for_session(
+        session: &mut crate::commands::Session,
+        env: &Environment,
+        progress: bool,
+    ) -> Result<ChunkCache, SyncError> {
+        ChunkCache::load_or_sync(
+            session.repository.as_mut(),
+            &session.opened.key.key,
+            &session.opened.manifest,
+            env,
+            progress,
+        )
+    }
+
     /// Saves the index as valid for `manifest` (call after the manifest was written and the
     /// repository committed). Per-archive indexes of archives no longer listed are removed.
     pub fn save(&self, manifest: &Manifest) -> Result<(), CacheError> {

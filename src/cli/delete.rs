@@ -172,7 +172,7 @@ fn delete_repository(
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim_end_matches(['\r', '\n']) != "YES" {
             let _ = session.close();
-            eprintln!("Aborting.");
+            eprintln!();
             return Err(CliError::with_code("Aborting.", 3));
         }
     }

@@ -145,6 +145,27 @@ impl ChunkCache {
         index.save(&archive_index_path(&self.dir, archive_id))
     }
 
+    /// Carries an archive's per-archive index over to its rewritten metadata object (rename):
+    /// the references stay, only the metadata object's entry changes. Without a stored index
+    /// for `old` nothing happens (the next sync reads the archive).
+    pub fn move_archive_index(
+        &self,
+        old: &ObjectId,
+        new: &ObjectId,
+        size: u32,
+        csize: u32,
+    ) -> Result<(), CacheError> {
+        let old_path = archive_index_path(&self.dir, old);
+        let Some(mut index) = ChunkIndex::load(&old_path).ok().flatten() else {
+            return Ok(());
+        };
+        index.decref(old);
+        if index.add(new, size, csize).is_ok() {
+            index.save(&archive_index_path(&self.dir, new))?;
+        }
+        remove_if_exists(&old_path)
+    }
+
     /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -353,6 +374,24 @@ mod tests {
         let again =
             ChunkCache::load_or_sync(&mut f.repo, &f.key, &manifest, &env, false).expect("reuse");
         assert_eq!(again.index, refs);
+        // A rename moves the per-archive index to the new metadata object.
+        let renamed = [9u8; 32];
+        again
+            .move_archive_index(&f.archive_id, &renamed, 10, 20)
+            .expect("move");
+        let mut moved_manifest = Manifest::new();
+        moved_manifest
+            .add_archive("b1", renamed, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        moved_manifest.id = Some([5u8; 32]);
+        let moved = ChunkCache::load_or_sync(&mut f.repo, &f.key, &moved_manifest, &env, false)
+            .expect("moved index reused");
+        assert!(!moved.index.contains(&f.archive_id));
+        assert_eq!(moved.index.get(&renamed).map(|e| e.refcount), Some(1));
+        assert_eq!(moved.index.len(), refs.len());
+        again
+            .move_archive_index(&renamed, &f.archive_id, a.size, a.csize)
+            .expect("move back");
         // A vanished archive's per-archive index is dropped; the damaged archive cannot be
         // synced from scratch.
         manifest.remove_archive("a1").expect("remove");

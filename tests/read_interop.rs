@@ -233,6 +233,12 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
     assert!(out.status.success());
     let listed = String::from_utf8_lossy(&out.stderr);
     assert!(listed.lines().any(|l| l == "src/dir/big.bin"), "{listed}");
+    let out = rborg(scratch, &[], &["extract", "--dry-run", &rel, "src/nothere"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "Include pattern 'src/nothere' never matched."
+    );
     borg_ok(peer, scratch, &["delete", &rel]);
     for name in ["one", "two", "three.checkpoint", "four"] {
         borg_ok(

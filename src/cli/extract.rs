@@ -80,6 +80,8 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
         &args.pattern,
         &args.patterns_from,
     )?;
+    let mut include_paths = rborg::commands::extract::IncludePaths::new(&args.paths)
+        .map_err(|e| CliError::usage(e.to_string()))?;
     let umask = u32::from_str_radix(&ctx.common.umask, 8).map_err(|_| {
         CliError::usage(format!(
             "--umask: {:?} is not an octal mode",
@@ -108,6 +110,7 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
         &mut session,
         &archive,
         &matcher,
+        &mut include_paths,
         dest.as_os_str().as_bytes(),
         &options,
         &mut |item| {

@@ -8,7 +8,7 @@ use crate::archive::Item;
 use crate::fs::restore::{Extractor, RestoreError, RestoreOptions};
 use crate::fs::FsError;
 use crate::manifest::ManifestError;
-use crate::patterns::PatternMatcher;
+use crate::patterns::{Pattern, PatternError, PatternMatcher, Style};
 
 use super::{CommandError, Session};
 
@@ -52,12 +52,48 @@ fn warning(path: &[u8], e: &RestoreError) -> ExtractWarning {
     }
 }
 
+/// The `PATH` arguments of an extract, counting which of them selected anything, for borg's
+/// "Include pattern '…' never matched." warning (`PatternMatcher.get_unmatched_include_patterns`;
+/// `pf:` paths are not counted, as in borg).
+#[derive(Debug, Default)]
+pub struct IncludePaths {
+    patterns: Vec<(Pattern, bool)>,
+}
+
+impl IncludePaths {
+    /// Parses the paths as `extract` does (`pp:` unless another style is given).
+    pub fn new(paths: &[String]) -> Result<IncludePaths, PatternError> {
+        let patterns = paths
+            .iter()
+            .map(|p| Pattern::parse(p, Style::PathPrefix, true).map(|p| (p, false)))
+            .collect::<Result<_, _>>()?;
+        Ok(IncludePaths { patterns })
+    }
+
+    /// Records an extracted item: the first path pattern matching it has matched.
+    pub fn observe(&mut self, path: &[u8]) {
+        if let Some(entry) = self.patterns.iter_mut().find(|(p, _)| p.matches(path)) {
+            entry.1 = true;
+        }
+    }
+
+    /// The paths that matched nothing.
+    pub fn unmatched(&self) -> Vec<String> {
+        self.patterns
+            .iter()
+            .filter(|(p, matched)| !matched && p.style() != Style::PathFull)
+            .map(|(p, _)| p.original().to_string())
+            .collect()
+    }
+}
+
 /// Extracts archive `name` below `dest`. `on_item` sees every selected item (after
 /// `--strip-components`) before it is extracted, for `--list`.
 pub fn extract_archive(
     session: &mut Session,
     name: &str,
     matcher: &PatternMatcher,
+    include_paths: &mut IncludePaths,
     dest: &[u8],
     options: &ExtractOptions,
     on_item: &mut dyn FnMut(&Item),
@@ -105,6 +141,7 @@ pub fn extract_archive(
         if !matched {
             continue;
         }
+        include_paths.observe(&item.path);
         let Some(stripped) = extractor.strip(&item.path) else {
             continue;
         };
@@ -151,5 +188,25 @@ pub fn extract_archive(
             });
         }
     }
+    for pattern in include_paths.unmatched() {
+        report.warnings.push(ExtractWarning {
+            message: format!("Include pattern '{pattern}' never matched."),
+            code: 101,
+        });
+    }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmatched_include_paths_are_reported_like_borg() {
+        let paths = ["src/a".to_string(), "pf:src/b".into(), "nothere".into()];
+        let mut inc = IncludePaths::new(&paths).expect("patterns");
+        inc.observe(b"src/a/x");
+        assert_eq!(inc.unmatched(), ["nothere"]);
+        assert!(IncludePaths::new(&["zz:bad".to_string()]).is_err());
+    }
 }

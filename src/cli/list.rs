@@ -294,7 +294,13 @@ fn archive_fields(
                         format::text_time(&end)
                     })
                 }
-                "command_line" => Field::Text(m.cmdline.join(" ")),
+                "command_line" => Field::Text(
+                    m.cmdline
+                        .iter()
+                        .map(|c| format::shell_quote(c))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
                 _ => Field::Text(
                     if loaded.tam.is_verified() {
                         "verified"

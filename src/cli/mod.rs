@@ -8,7 +8,9 @@ mod compact;
 mod delete;
 mod error;
 mod exit;
+mod extract;
 mod format;
+mod info;
 mod list;
 mod logging;
 mod prune;
@@ -51,6 +53,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// List archives or the contents of an archive.
     List(list::ListArgs),
+    /// Show repository or archive statistics.
+    Info(info::InfoArgs),
+    /// Extract archive contents into the current directory.
+    Extract(extract::ExtractArgs),
     /// Delete archives, or the whole repository.
     Delete(delete::DeleteArgs),
     /// Rename an archive.
@@ -130,6 +136,8 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
         Command::Compact(args) => compact::run(ctx, args),
         Command::Prune(args) => prune::run(ctx, args),
         Command::List(args) => list::run(ctx, args),
+        Command::Info(args) => info::run(ctx, args),
+        Command::Extract(args) => extract::run(ctx, args),
         Command::Delete(args) => delete::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {

@@ -186,3 +186,62 @@ pub fn delete_archives(
 fn cache_error(e: crate::cache::CacheError) -> CommandError {
     CommandError::other(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::reader::tests::fixture;
+    use crate::cache::sync::archive_references;
+    use crate::repository::CommitOptions;
+
+    #[test]
+    fn deleting_drops_every_reference_and_object() {
+        let mut f = fixture();
+        let mut index = archive_references(&mut f.repo, &f.key, &f.archive_id).expect("refs");
+        let before = index.stats();
+        // A second archive sharing c2 keeps it alive.
+        let shared = f.c2;
+        index.incref(&shared);
+        let mut manifest = Manifest::new();
+        manifest
+            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        let mut stats = DeletedStats::default();
+        let deleted = delete_archive(
+            &mut f.repo,
+            &f.key,
+            &mut manifest,
+            &mut index,
+            "a1",
+            &mut stats,
+        )
+        .expect("delete");
+        assert_eq!(deleted, 4, "archive object, two item chunks, c1");
+        assert!(manifest.archives.is_empty());
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.get(&shared).map(|e| e.refcount), Some(1));
+        // Every reference the archive held was released.
+        assert_eq!(stats.original_size, before.total_size);
+        assert_eq!(stats.compressed_size, before.total_csize);
+        let c2_csize = index.get(&shared).map_or(0, |e| e.csize as u64);
+        assert_eq!(stats.deduplicated_size, before.unique_csize - c2_csize);
+        f.repo.commit(CommitOptions::default()).expect("commit");
+        assert_eq!(f.repo.object_count().expect("count"), 1);
+        // An index that lacks a referenced chunk is corrupt: nothing is half-deleted silently.
+        let mut f = fixture();
+        let mut manifest = Manifest::new();
+        manifest
+            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        let mut empty = ChunkIndex::new();
+        let err = delete_archive(
+            &mut f.repo,
+            &f.key,
+            &mut manifest,
+            &mut empty,
+            "a1",
+            &mut stats,
+        );
+        assert!(err.is_err());
+    }
+}

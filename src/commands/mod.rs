@@ -11,6 +11,8 @@ pub mod compact;
 pub mod delete;
 pub mod error;
 pub mod prune;
+pub mod extract;
+pub mod info;
 pub mod rename;
 pub mod select;
 

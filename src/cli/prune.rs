@@ -9,7 +9,7 @@ use rborg::prune::{
     LocalZone, PruneRules, PruneSettings,
 };
 
-use super::delete::format_file_size;
+use super::format;
 use super::session;
 use super::{CliError, Context, Outcome};
 
@@ -148,7 +148,8 @@ pub fn run(ctx: &Context, args: PruneArgs) -> Result<Outcome, CliError> {
     if args.stats {
         if let Some(report) = &outcome.deleted {
             let s = report.stats;
-            let size = |n: u64| format!("-{}", format_file_size(n));
+            let iec = ctx.common.iec;
+            let size = |n: u64| format::file_size(-(n as i64), iec);
             log::warn!(target: "borg.output.stats", "{}", "-".repeat(78));
             log::warn!(target: "borg.output.stats", "                       Original size      Compressed size    Deduplicated size");
             log::warn!(

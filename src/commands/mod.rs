@@ -10,9 +10,9 @@ pub mod check;
 pub mod compact;
 pub mod delete;
 pub mod error;
-pub mod prune;
 pub mod extract;
 pub mod info;
+pub mod prune;
 pub mod rename;
 pub mod select;
 

@@ -553,4 +553,12 @@ fn remote_check_over_sshd() {
         "{}",
         text(&o)
     );
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend(["check", "--repair", &url]);
+    assert_rc(&rborg(&scratch, &args), 0, "remote repair");
+    assert_rc(
+        &borg(&peer, &scratch, &["check", "--verify-data", &repo]),
+        0,
+        "borg check after remote repair",
+    );
 }

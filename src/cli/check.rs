@@ -183,6 +183,9 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<Outcome, CliError> {
                 _ => format!("Checking archives {pct:3.1}%"),
             };
             progress_line(json, msgid, &msg, Some(current), Some(total));
+            if current >= total && json {
+                progress_finished(msgid);
+            }
         }
     };
     let crypto = ctx.env.crypto_settings();
@@ -230,6 +233,23 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<Outcome, CliError> {
     }
 }
 
+/// The closing record of a progress display, as borg's `ProgressIndicatorPercent.finish`
+/// writes it with `--log-json`.
+fn progress_finished(msgid: &str) {
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    let line = serde_json::json!({
+        "type": "progress_percent",
+        "operation": 1,
+        "msgid": msgid,
+        "finished": true,
+        "time": time,
+    });
+    eprintln!("{line}");
+}
+
 fn progress_line(json: bool, msgid: &str, message: &str, current: Option<u64>, total: Option<u64>) {
     let mut err = std::io::stderr().lock();
     if json {
@@ -243,6 +263,8 @@ fn progress_line(json: bool, msgid: &str, message: &str, current: Option<u64>, t
             "message": message,
             "current": current,
             "total": total,
+            "operation": 1,
+            "info": serde_json::Value::Null,
             "finished": false,
             "time": time,
         });

@@ -65,7 +65,7 @@ fn parse_sort(keys: &str) -> Result<Vec<SortBy>, CliError> {
     keys.split(',')
         .map(|k| match k {
             "timestamp" | "ts" => Ok(SortBy::Timestamp),
-            "name" => Ok(SortBy::Name),
+            "name" | "archive" => Ok(SortBy::Name),
             "id" => Ok(SortBy::Id),
             other => Err(CliError::usage(format!("Invalid sort key: {other}"))),
         })

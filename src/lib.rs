@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod cache;
+pub mod check;
 pub mod chunker;
 pub mod commands;
 pub mod compress;

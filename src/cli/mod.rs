@@ -3,13 +3,23 @@
 //! here.
 
 mod break_lock;
+mod check;
 mod common;
+mod compact;
+mod delete;
 mod error;
 mod exit;
+mod extract;
+mod format;
+mod info;
 mod init;
 mod key;
+mod list;
 mod logging;
+mod prune;
+mod rename;
 mod serve;
+mod session;
 
 use std::process::ExitCode;
 
@@ -35,6 +45,12 @@ pub struct Cli {
 enum Command {
     /// Break the repository lock (e.g. in case it was left by a dead process).
     BreakLock(break_lock::BreakLockArgs),
+    /// Verify the consistency of a repository and its archives.
+    Check(check::CheckArgs),
+    /// Compact segment files in the repository.
+    Compact(compact::CompactArgs),
+    /// Prune repository archives according to specified rules.
+    Prune(prune::PruneArgs),
     /// Check or write a configuration file for `rborg run`.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -45,6 +61,16 @@ enum Command {
     Key(key::KeyCommand),
     /// Start borg's repository server process (stdin/stdout) over local repositories.
     Serve(serve::ServeArgs),
+    /// List archives or the contents of an archive.
+    List(list::ListArgs),
+    /// Show repository or archive statistics.
+    Info(info::InfoArgs),
+    /// Extract archive contents into the current directory.
+    Extract(extract::ExtractArgs),
+    /// Delete archives, or the whole repository.
+    Delete(delete::DeleteArgs),
+    /// Rename an archive.
+    Rename(rename::RenameArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +145,14 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
         Command::Init(args) => init::run(ctx, args),
         Command::Key(command) => key::run(ctx, command),
         Command::Serve(args) => serve::run(ctx, args),
+        Command::Check(args) => check::run(ctx, args),
+        Command::Compact(args) => compact::run(ctx, args),
+        Command::Prune(args) => prune::run(ctx, args),
+        Command::List(args) => list::run(ctx, args),
+        Command::Info(args) => info::run(ctx, args),
+        Command::Extract(args) => extract::run(ctx, args),
+        Command::Delete(args) => delete::run(ctx, args),
+        Command::Rename(args) => rename::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {
             print!("{}", rborg::ops::config::generate_sample());
             Ok(Outcome::Success)

@@ -6,9 +6,17 @@
 //! (asking for the passphrase as borg does), verify the manifest and its TAM, and run the
 //! security checks.
 
+pub mod check;
+pub mod compact;
+pub mod delete;
 pub mod error;
+pub mod extract;
+pub mod info;
 pub mod init;
 pub mod key;
+pub mod prune;
+pub mod rename;
+pub mod select;
 
 pub use error::CommandError;
 

@@ -11,7 +11,6 @@ pub enum Outcome {
     Success,
     /// The command finished but something deserves attention (borg's rc 1). Carries the
     /// modern-mode code.
-    #[allow(dead_code)] // raised by create and check, which land next
     Warning(u8),
     /// The command failed (borg's rc 2). Carries the modern-mode code.
     Error(u8),

@@ -18,6 +18,7 @@ mod list;
 mod logging;
 mod prune;
 mod rename;
+mod run;
 mod serve;
 mod session;
 
@@ -59,6 +60,9 @@ enum Command {
     /// Manage a keyfile or repokey of a repository.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Run the daily job from a configuration file: hooks, create, prune, compact, the checks
+    /// that are due, monitoring.
+    Run(run::RunArgs),
     /// Start borg's repository server process (stdin/stdout) over local repositories.
     Serve(serve::ServeArgs),
     /// List archives or the contents of an archive.
@@ -144,6 +148,7 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
         Command::BreakLock(args) => break_lock::run(ctx, args),
         Command::Init(args) => init::run(ctx, args),
         Command::Key(command) => key::run(ctx, command),
+        Command::Run(args) => run::run(ctx, args),
         Command::Serve(args) => serve::run(ctx, args),
         Command::Check(args) => check::run(ctx, args),
         Command::Compact(args) => compact::run(ctx, args),

@@ -271,9 +271,24 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
             peer.name
         );
     }
-    let ours = stdout_json(&rborg_ok(scratch, none, &["list", "--json", repo]));
-    let theirs = stdout_json(&borg_ok(peer, scratch, &["list", "--json", repo]));
-    assert_eq!(ours, theirs, "list --json, borg {}", peer.name);
+    let mut json_cases = vec![
+        vec!["list", "--json", repo],
+        vec![
+            "list",
+            "--json",
+            "--format",
+            "{hostname}{end}{comment}",
+            repo,
+        ],
+    ];
+    if peer.name == "1.4" {
+        json_cases.push(vec!["list", "--json", "--format", "{tam}", repo]);
+    }
+    for args in json_cases {
+        let ours = stdout_json(&rborg_ok(scratch, none, &args));
+        let theirs = stdout_json(&borg_ok(peer, scratch, &args));
+        assert_eq!(ours, theirs, "borg {} {args:?}", peer.name);
+    }
 
     // Archive contents.
     let one = format!("{repo}::one");

@@ -376,6 +376,40 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
     assert_eq!(listed, "uno\ntwo\nfour\n");
     borg_ok(peer, scratch, &["check", "--archives-only", repo]);
 
+    // delete --stats prints what borg prints (local copies, each with its own base dir).
+    if repo.starts_with('/') {
+        let mut outputs = Vec::new();
+        for (tag, program) in [
+            ("borg", peer.borg.clone()),
+            ("rborg", env!("CARGO_BIN_EXE_rborg").into()),
+        ] {
+            let copy = scratch.path(&format!("copy-{tag}"));
+            let base = scratch.path(&format!("base-{tag}"));
+            std::fs::create_dir_all(&base).expect("base");
+            assert!(Command::new("cp")
+                .arg("-a")
+                .arg(repo)
+                .arg(&copy)
+                .status()
+                .expect("cp")
+                .success());
+            let out = Command::new(&program)
+                .args(["delete", "--stats", &format!("{}::two", copy.display())])
+                .envs(scratch.borg_env())
+                .env("BORG_BASE_DIR", &base)
+                .stdin(Stdio::null())
+                .output()
+                .expect("delete --stats");
+            assert!(out.status.success(), "{tag} delete --stats");
+            // From the table on (borg 1.2 also announces an unknown unencrypted repository).
+            let text = String::from_utf8_lossy(&out.stderr).into_owned();
+            let table = text.find("-----").map_or(text.as_str(), |i| &text[i..]);
+            outputs.push(table.to_string());
+        }
+        assert_eq!(outputs[0], outputs[1], "delete --stats, borg {}", peer.name);
+        assert!(outputs[1].contains("Deleted data:"));
+    }
+
     // Delete one, with --list; a missing name is a warning (rc 1).
     let out = rborg_ok(
         scratch,

@@ -298,7 +298,7 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
         vec![
             "list",
             "--format",
-            "{path} {num_chunks} {csize} {unique_chunks} {health}{NL}",
+            "{path} {num_chunks} {csize} {unique_chunks} {health} {xxh64} {sha256}{NL}",
             one.as_str(),
         ],
     ] {

@@ -233,6 +233,15 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
     assert!(out.status.success());
     let listed = String::from_utf8_lossy(&out.stderr);
     assert!(listed.lines().any(|l| l == "src/dir/big.bin"), "{listed}");
+    // --stdout: the selected files' content, as borg writes it.
+    for paths in [vec!["src/dir/big.bin"], vec!["src/dir", "src/a.txt"]] {
+        let mut args = vec!["extract", "--stdout", rel.as_str()];
+        args.extend(paths.iter().copied());
+        let ours = rborg_ok(scratch, &[], &args).stdout;
+        let theirs = borg_ok(peer, scratch, &args).stdout;
+        assert!(ours == theirs, "extract --stdout {paths:?} differs");
+        assert!(!ours.is_empty());
+    }
     let out = rborg(scratch, &[], &["extract", "--dry-run", &rel, "src/nothere"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(

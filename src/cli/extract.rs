@@ -35,6 +35,9 @@ pub struct ExtractArgs {
     /// Do not extract/set xattrs.
     #[arg(long)]
     noxattrs: bool,
+    /// Write all extracted data to stdout.
+    #[arg(long)]
+    stdout: bool,
     /// Create holes in the output sparse file from all-zero chunks.
     #[arg(long)]
     sparse: bool,
@@ -106,6 +109,8 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
         std::env::current_dir().map_err(|e| CliError::error(format!("current directory: {e}")))?;
     let mut session = session::open(ctx, &location, false, &[Operation::Read])?;
     let list = args.list;
+    let mut out = std::io::stdout().lock();
+    let stdout: Option<&mut dyn std::io::Write> = if args.stdout { Some(&mut out) } else { None };
     let result = extract_archive(
         &mut session,
         &archive,
@@ -113,12 +118,14 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
         &mut include_paths,
         dest.as_os_str().as_bytes(),
         &options,
+        stdout,
         &mut |item| {
             if list {
                 eprintln!("{}", format::remove_surrogates(&item.path));
             }
         },
     );
+    let _ = std::io::Write::flush(&mut out);
     let _ = session.close();
     let report = result?;
     let mut codes: Vec<u8> = Vec::new();

@@ -87,7 +87,8 @@ impl IncludePaths {
     }
 }
 
-/// Extracts archive `name` below `dest`. `on_item` sees every selected item (after
+/// Extracts archive `name` below `dest`, or with `stdout` writes the selected files' content
+/// there instead (`--stdout`). `on_item` sees every selected item (after
 /// `--strip-components`) before it is extracted, for `--list`.
 pub fn extract_archive(
     session: &mut Session,
@@ -96,6 +97,7 @@ pub fn extract_archive(
     include_paths: &mut IncludePaths,
     dest: &[u8],
     options: &ExtractOptions,
+    mut stdout: Option<&mut dyn std::io::Write>,
     on_item: &mut dyn FnMut(&Item),
 ) -> Result<ExtractReport, CommandError> {
     let entry = session
@@ -150,6 +152,16 @@ pub fn extract_archive(
                 shown.path = stripped;
                 on_item(&shown);
                 report.items += 1;
+                if let (Some(out), false) = (stdout.as_mut(), options.dry_run) {
+                    // `--stdout`: the content of every selected file, concatenated.
+                    if let Some(chunks) = &item.chunks {
+                        reader::read_content(repository, key, chunks, &mut |_, d| {
+                            out.write_all(d)
+                                .map_err(|e| ReadError::Consumer(format!("stdout: {e}")))
+                        })?;
+                    }
+                    continue;
+                }
                 if options.dry_run {
                     if let Some(chunks) = &item.chunks {
                         reader::read_content(repository, key, chunks, &mut |_, _| Ok(()))?;
@@ -186,7 +198,7 @@ pub fn extract_archive(
         return Err(e);
     }
     outcome.map_err(read_error)?;
-    if !options.dry_run {
+    if !options.dry_run && stdout.is_none() {
         extractor.finish();
         for w in extractor.warnings.drain(..) {
             report.warnings.push(ExtractWarning {

@@ -5,7 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use clap::Args;
 
-use rborg::commands::extract::{extract_archive, ExtractOptions};
+use rborg::commands::extract::{extract_archive, ExtractOptions, ExtractTarget};
 use rborg::fs::restore::RestoreOptions;
 use rborg::manifest::Operation;
 
@@ -116,9 +116,11 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
         &archive,
         &matcher,
         &mut include_paths,
-        dest.as_os_str().as_bytes(),
+        ExtractTarget {
+            dest: dest.as_os_str().as_bytes(),
+            stdout,
+        },
         &options,
-        stdout,
         &mut |item| {
             if list {
                 eprintln!("{}", format::remove_surrogates(&item.path));

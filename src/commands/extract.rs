@@ -87,6 +87,14 @@ impl IncludePaths {
     }
 }
 
+/// Where extracted items go.
+pub struct ExtractTarget<'a> {
+    /// The directory items are created below (borg uses its working directory).
+    pub dest: &'a [u8],
+    /// `--stdout`: write the selected files' content here instead of creating anything.
+    pub stdout: Option<&'a mut dyn std::io::Write>,
+}
+
 /// Extracts archive `name` below `dest`, or with `stdout` writes the selected files' content
 /// there instead (`--stdout`). `on_item` sees every selected item (after
 /// `--strip-components`) before it is extracted, for `--list`.
@@ -95,11 +103,11 @@ pub fn extract_archive(
     name: &str,
     matcher: &PatternMatcher,
     include_paths: &mut IncludePaths,
-    dest: &[u8],
+    target: ExtractTarget<'_>,
     options: &ExtractOptions,
-    mut stdout: Option<&mut dyn std::io::Write>,
     on_item: &mut dyn FnMut(&Item),
 ) -> Result<ExtractReport, CommandError> {
+    let ExtractTarget { dest, mut stdout } = target;
     let entry = session
         .opened
         .manifest

@@ -233,6 +233,15 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
     assert!(out.status.success());
     let listed = String::from_utf8_lossy(&out.stderr);
     assert!(listed.lines().any(|l| l == "src/dir/big.bin"), "{listed}");
+    // --stdout: the selected files' content, as borg writes it.
+    for paths in [vec!["src/dir/big.bin"], vec!["src/dir", "src/a.txt"]] {
+        let mut args = vec!["extract", "--stdout", rel.as_str()];
+        args.extend(paths.iter().copied());
+        let ours = rborg_ok(scratch, &[], &args).stdout;
+        let theirs = borg_ok(peer, scratch, &args).stdout;
+        assert!(ours == theirs, "extract --stdout {paths:?} differs");
+        assert!(!ours.is_empty());
+    }
     let out = rborg(scratch, &[], &["extract", "--dry-run", &rel, "src/nothere"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -271,9 +280,24 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
             peer.name
         );
     }
-    let ours = stdout_json(&rborg_ok(scratch, none, &["list", "--json", repo]));
-    let theirs = stdout_json(&borg_ok(peer, scratch, &["list", "--json", repo]));
-    assert_eq!(ours, theirs, "list --json, borg {}", peer.name);
+    let mut json_cases = vec![
+        vec!["list", "--json", repo],
+        vec![
+            "list",
+            "--json",
+            "--format",
+            "{hostname}{end}{comment}",
+            repo,
+        ],
+    ];
+    if peer.name == "1.4" {
+        json_cases.push(vec!["list", "--json", "--format", "{tam}", repo]);
+    }
+    for args in json_cases {
+        let ours = stdout_json(&rborg_ok(scratch, none, &args));
+        let theirs = stdout_json(&borg_ok(peer, scratch, &args));
+        assert_eq!(ours, theirs, "borg {} {args:?}", peer.name);
+    }
 
     // Archive contents.
     let one = format!("{repo}::one");
@@ -283,7 +307,7 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
         vec![
             "list",
             "--format",
-            "{path} {num_chunks} {csize} {unique_chunks} {health}{NL}",
+            "{path} {num_chunks} {csize} {unique_chunks} {health} {xxh64} {sha256}{NL}",
             one.as_str(),
         ],
     ] {
@@ -360,6 +384,40 @@ fn check_repo_with(peer: &Peer, scratch: &Scratch, repo: &str, mode: &str) {
             .into_owned();
     assert_eq!(listed, "uno\ntwo\nfour\n");
     borg_ok(peer, scratch, &["check", "--archives-only", repo]);
+
+    // delete --stats prints what borg prints (local copies, each with its own base dir).
+    if repo.starts_with('/') {
+        let mut outputs = Vec::new();
+        for (tag, program) in [
+            ("borg", peer.borg.clone()),
+            ("rborg", env!("CARGO_BIN_EXE_rborg").into()),
+        ] {
+            let copy = scratch.path(&format!("copy-{tag}"));
+            let base = scratch.path(&format!("base-{tag}"));
+            std::fs::create_dir_all(&base).expect("base");
+            assert!(Command::new("cp")
+                .arg("-a")
+                .arg(repo)
+                .arg(&copy)
+                .status()
+                .expect("cp")
+                .success());
+            let out = Command::new(&program)
+                .args(["delete", "--stats", &format!("{}::two", copy.display())])
+                .envs(scratch.borg_env())
+                .env("BORG_BASE_DIR", &base)
+                .stdin(Stdio::null())
+                .output()
+                .expect("delete --stats");
+            assert!(out.status.success(), "{tag} delete --stats");
+            // From the table on (borg 1.2 also announces an unknown unencrypted repository).
+            let text = String::from_utf8_lossy(&out.stderr).into_owned();
+            let table = text.find("-----").map_or(text.as_str(), |i| &text[i..]);
+            outputs.push(table.to_string());
+        }
+        assert_eq!(outputs[0], outputs[1], "delete --stats, borg {}", peer.name);
+        assert!(outputs[1].contains("Deleted data:"));
+    }
 
     // Delete one, with --list; a missing name is a warning (rc 1).
     let out = rborg_ok(

@@ -196,6 +196,41 @@ pub fn for_each_item(
     )
 }
 
+/// How many item-metadata chunks [`for_each_item_batch`] reads in one pipelined request.
+pub const ITEM_BATCH_CHUNKS: usize = 16;
+
+/// Receives a batch of items together with the repository, free again for reading content.
+pub type BatchSink<'a> = dyn FnMut(&mut dyn Repository, Vec<Item>) -> Result<(), ReadError> + 'a;
+
+/// Visits an archive's items in batches (those completed by [`ITEM_BATCH_CHUNKS`] item
+/// chunks at a time), handing the repository to `on_batch` between reads so it can fetch the
+/// items' content. Memory stays bounded by a batch, not the archive. Part items are skipped
+/// unless `include_parts`.
+pub fn for_each_item_batch(
+    repository: &mut dyn Repository,
+    key: &Key,
+    metadata: &ArchiveMetadata,
+    include_parts: bool,
+    on_batch: &mut BatchSink<'_>,
+) -> Result<(), ReadError> {
+    let mut decoder = ItemStreamDecoder::new();
+    for ids in metadata.items.chunks(ITEM_BATCH_CHUNKS) {
+        let mut batch = Vec::new();
+        fetch_plaintexts(repository, key, ids, &mut |_, plaintext, _| {
+            batch.extend(
+                decoder
+                    .feed(&plaintext)?
+                    .into_iter()
+                    .filter(|i| include_parts || i.part.is_none()),
+            );
+            Ok(())
+        })?;
+        on_batch(repository, batch)?;
+    }
+    decoder.finish()?;
+    Ok(())
+}
+
 /// Streams a file's content: each chunk of `chunks` is fetched (pipelined), decrypted,
 /// decompressed, id-checked and handed to `sink` in order.
 pub fn read_content(
@@ -360,6 +395,21 @@ pub(crate) mod tests {
         })
         .expect("items");
         assert_eq!(all, 4);
+        let mut batches = Vec::new();
+        for_each_item_batch(
+            &mut f.repo,
+            &f.key,
+            &loaded.metadata,
+            false,
+            &mut |repo, b| {
+                // The repository is usable inside a batch.
+                repo.get(&f.c2).map_err(ReadError::from)?;
+                batches.push(b.len());
+                Ok(())
+            },
+        )
+        .expect("batches");
+        assert_eq!(batches, [3]);
         let chunks = [
             ChunkRef {
                 id: f.c2,

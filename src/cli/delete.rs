@@ -111,7 +111,7 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
         let iec = ctx.common.iec;
         let size = |n: u64| format::file_size(-(n as i64), iec);
         eprintln!("{}", "-".repeat(78));
-        eprintln!("                       Original size      Compressed size    Deduplicated size");
+        eprintln!("{}", format::STATS_HEADER);
         eprintln!(
             "{:15} {:>20} {:>20} {:>20}",
             "Deleted data:",
@@ -119,6 +119,23 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
             size(s.compressed_size),
             size(s.deduplicated_size)
         );
+        // The saved index is current again, so this loads it without a sync.
+        let stats = rborg::cache::ChunkCache::for_session(&mut session, &ctx.env, false)
+            .map_err(|e| CliError::error(e.to_string()))
+            .and_then(|cache| {
+                rborg::commands::info::repository_stats(
+                    session.repository.as_mut(),
+                    &session.opened.key.key,
+                    &session.opened.manifest,
+                    &cache.index,
+                    false,
+                )
+                .map_err(|e| CliError::error(e.to_string()))
+            });
+        match stats {
+            Ok(stats) => eprintln!("{}", format::cache_text(&stats, iec)),
+            Err(e) => log::warn!("{}", e.message),
+        }
         eprintln!("{}", "-".repeat(78));
     }
     if dry_run {

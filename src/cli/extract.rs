@@ -5,7 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use clap::Args;
 
-use rborg::commands::extract::{extract_archive, ExtractOptions};
+use rborg::commands::extract::{extract_archive, ExtractOptions, ExtractTarget};
 use rborg::fs::restore::RestoreOptions;
 use rborg::manifest::Operation;
 
@@ -35,6 +35,9 @@ pub struct ExtractArgs {
     /// Do not extract/set xattrs.
     #[arg(long)]
     noxattrs: bool,
+    /// Write all extracted data to stdout.
+    #[arg(long)]
+    stdout: bool,
     /// Create holes in the output sparse file from all-zero chunks.
     #[arg(long)]
     sparse: bool,
@@ -106,12 +109,17 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
         std::env::current_dir().map_err(|e| CliError::error(format!("current directory: {e}")))?;
     let mut session = session::open(ctx, &location, false, &[Operation::Read])?;
     let list = args.list;
+    let mut out = std::io::stdout().lock();
+    let stdout: Option<&mut dyn std::io::Write> = if args.stdout { Some(&mut out) } else { None };
     let result = extract_archive(
         &mut session,
         &archive,
         &matcher,
         &mut include_paths,
-        dest.as_os_str().as_bytes(),
+        ExtractTarget {
+            dest: dest.as_os_str().as_bytes(),
+            stdout,
+        },
         &options,
         &mut |item| {
             if list {
@@ -119,6 +127,7 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
             }
         },
     );
+    let _ = std::io::Write::flush(&mut out);
     let _ = session.close();
     let report = result?;
     let mut codes: Vec<u8> = Vec::new();

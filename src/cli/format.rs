@@ -214,6 +214,23 @@ pub fn timedelta(seconds: f64) -> String {
     txt
 }
 
+/// The header of borg's statistics tables.
+pub const STATS_HEADER: &str =
+    "                       Original size      Compressed size    Deduplicated size";
+
+/// The "All archives" block (`CacheStatsMixin.str_format`).
+pub fn cache_text(stats: &rborg::cache::ChunkStats, iec: bool) -> String {
+    let size = |n: u64| file_size(n as i64, iec);
+    format!(
+        "All archives:   {:>20} {:>20} {:>20}\n\n                       Unique chunks         Total chunks\nChunk index:    {:20} {:20}",
+        size(stats.total_size),
+        size(stats.total_csize),
+        size(stats.unique_csize),
+        stats.total_unique_chunks,
+        stats.total_chunks
+    )
+}
+
 /// A UTC time in the process's local zone.
 pub fn local(t: &DateTime<Utc>) -> DateTime<Local> {
     Local.from_utc_datetime(&t.naive_utc())

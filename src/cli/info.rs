@@ -169,7 +169,7 @@ fn info(
                 ratio * 100.0
             );
             println!("{}", "-".repeat(78));
-            println!("{STATS_HEADER}");
+            println!("{}", format::STATS_HEADER);
             println!(
                 "{:15} {:>20} {:>20} {:>20}",
                 "This archive:",
@@ -177,7 +177,7 @@ fn info(
                 size(s.compressed_size),
                 size(s.deduplicated_size)
             );
-            println!("{}", cache_text(&stats, iec));
+            println!("{}", format::cache_text(&stats, iec));
             if i + 1 < names.len() {
                 println!();
             }
@@ -190,22 +190,6 @@ fn info(
         format::print_json(&Json::Object(out));
     }
     Ok(Outcome::Success)
-}
-
-const STATS_HEADER: &str =
-    "                       Original size      Compressed size    Deduplicated size";
-
-/// The "All archives" block (`CacheStatsMixin.str_format`).
-fn cache_text(stats: &ChunkStats, iec: bool) -> String {
-    let size = |n: u64| format::file_size(n as i64, iec);
-    format!(
-        "All archives:   {:>20} {:>20} {:>20}\n\n                       Unique chunks         Total chunks\nChunk index:    {:20} {:20}",
-        size(stats.total_size),
-        size(stats.total_csize),
-        size(stats.unique_csize),
-        stats.total_unique_chunks,
-        stats.total_chunks
-    )
 }
 
 fn repository_info(
@@ -242,8 +226,8 @@ fn repository_info(
     println!("Cache: {}", cache_dir.display());
     println!("Security dir: {security_dir}");
     println!("{}", "-".repeat(78));
-    println!("{STATS_HEADER}");
-    println!("{}", cache_text(stats, iec));
+    println!("{}", format::STATS_HEADER);
+    println!("{}", format::cache_text(stats, iec));
     Ok(Outcome::Success)
 }
 

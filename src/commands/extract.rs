@@ -87,17 +87,27 @@ impl IncludePaths {
     }
 }
 
-/// Extracts archive `name` below `dest`. `on_item` sees every selected item (after
+/// Where extracted items go.
+pub struct ExtractTarget<'a> {
+    /// The directory items are created below (borg uses its working directory).
+    pub dest: &'a [u8],
+    /// `--stdout`: write the selected files' content here instead of creating anything.
+    pub stdout: Option<&'a mut dyn std::io::Write>,
+}
+
+/// Extracts archive `name` below `dest`, or with `stdout` writes the selected files' content
+/// there instead (`--stdout`). `on_item` sees every selected item (after
 /// `--strip-components`) before it is extracted, for `--list`.
 pub fn extract_archive(
     session: &mut Session,
     name: &str,
     matcher: &PatternMatcher,
     include_paths: &mut IncludePaths,
-    dest: &[u8],
+    target: ExtractTarget<'_>,
     options: &ExtractOptions,
     on_item: &mut dyn FnMut(&Item),
 ) -> Result<ExtractReport, CommandError> {
+    let ExtractTarget { dest, mut stdout } = target;
     let entry = session
         .opened
         .manifest
@@ -111,75 +121,92 @@ pub fn extract_archive(
         code: e.exit_code(),
     };
     let loaded = reader::load_archive(repository, key, &entry.id, false).map_err(read_error)?;
-    // The item stream and the content share one connection, so the (small) items are read
-    // first; then each file's chunks are streamed.
-    let mut items = Vec::new();
-    reader::for_each_item(
+    let mut extractor = Extractor::new(dest, options.restore);
+    let selected = |item: &Item| matcher.matches(&item.path).included != Some(false);
+    if !matcher.is_empty() || options.restore.strip_components > 0 {
+        // A partial extract first notes where every hardlink master's data is, so a selected
+        // slave whose master is not extracted still gets the content (borg's pre-pass).
+        reader::for_each_item(
+            repository,
+            key,
+            &loaded.metadata,
+            options.consider_part_files,
+            &mut |item| {
+                extractor.peek_hardlink_master(&item, selected(&item));
+                Ok(())
+            },
+        )
+        .map_err(read_error)?;
+    }
+    let mut report = ExtractReport::default();
+    // Command-level failures (reading the archive) end the extraction; they are parked here
+    // while the batch callback can only return a ReadError.
+    let mut fatal: Option<CommandError> = None;
+    let outcome = reader::for_each_item_batch(
         repository,
         key,
         &loaded.metadata,
         options.consider_part_files,
-        &mut |item| {
-            items.push(item);
+        &mut |repository, items| {
+            for item in items {
+                if !selected(&item) {
+                    continue;
+                }
+                include_paths.observe(&item.path);
+                let Some(stripped) = extractor.strip(&item.path) else {
+                    continue;
+                };
+                let mut shown = item.clone();
+                shown.path = stripped;
+                on_item(&shown);
+                report.items += 1;
+                if let (Some(out), false) = (stdout.as_mut(), options.dry_run) {
+                    // `--stdout`: the content of every selected file, concatenated.
+                    if let Some(chunks) = &item.chunks {
+                        reader::read_content(repository, key, chunks, &mut |_, d| {
+                            out.write_all(d)
+                                .map_err(|e| ReadError::Consumer(format!("stdout: {e}")))
+                        })?;
+                    }
+                    continue;
+                }
+                if options.dry_run {
+                    if let Some(chunks) = &item.chunks {
+                        reader::read_content(repository, key, chunks, &mut |_, _| Ok(()))?;
+                    }
+                    continue;
+                }
+                let path = item.path.clone();
+                let result = extractor.extract(item, &mut |chunks, file| {
+                    reader::read_content(repository, key, chunks, &mut |_, data| {
+                        file.write_chunk(data).map_err(|e| {
+                            ReadError::Consumer(FsError::new("write", &path, e).to_string())
+                        })
+                    })
+                    .map_err(|e| match e {
+                        ReadError::Consumer(m) => RestoreError::Content(m),
+                        other => {
+                            let message = other.to_string();
+                            fatal = Some(read_error(other));
+                            RestoreError::Content(message)
+                        }
+                    })
+                });
+                if fatal.is_some() {
+                    return Err(ReadError::Consumer("stopped".into()));
+                }
+                if let Err(e) = result {
+                    report.warnings.push(warning(&path, &e));
+                }
+            }
             Ok(())
         },
-    )
-    .map_err(read_error)?;
-    let mut extractor = Extractor::new(dest, options.restore);
-    let partial = !matcher.is_empty() || options.restore.strip_components > 0;
-    let selected: Vec<bool> = items
-        .iter()
-        .map(|i| matcher.matches(&i.path).included != Some(false))
-        .collect();
-    if partial {
-        for (item, matched) in items.iter().zip(&selected) {
-            extractor.peek_hardlink_master(item, *matched);
-        }
+    );
+    if let Some(e) = fatal {
+        return Err(e);
     }
-    let mut report = ExtractReport::default();
-    for (item, matched) in items.into_iter().zip(selected) {
-        if !matched {
-            continue;
-        }
-        include_paths.observe(&item.path);
-        let Some(stripped) = extractor.strip(&item.path) else {
-            continue;
-        };
-        let mut shown = item.clone();
-        shown.path = stripped;
-        on_item(&shown);
-        report.items += 1;
-        if options.dry_run {
-            if let Some(chunks) = &item.chunks {
-                reader::read_content(repository, key, chunks, &mut |_, _| Ok(()))
-                    .map_err(read_error)?;
-            }
-            continue;
-        }
-        let path = item.path.clone();
-        let mut fatal: Option<CommandError> = None;
-        let result = extractor.extract(item, &mut |chunks, file| {
-            reader::read_content(repository, key, chunks, &mut |_, data| {
-                file.write_chunk(data)
-                    .map_err(|e| ReadError::Consumer(FsError::new("write", &path, e).to_string()))
-            })
-            .map_err(|e| match e {
-                ReadError::Consumer(m) => RestoreError::Content(m),
-                other => {
-                    let message = other.to_string();
-                    fatal = Some(read_error(other));
-                    RestoreError::Content(message)
-                }
-            })
-        });
-        if let Some(e) = fatal {
-            return Err(e);
-        }
-        if let Err(e) = result {
-            report.warnings.push(warning(&path, &e));
-        }
-    }
-    if !options.dry_run {
+    outcome.map_err(read_error)?;
+    if !options.dry_run && stdout.is_none() {
         extractor.finish();
         for w in extractor.warnings.drain(..) {
             report.warnings.push(ExtractWarning {

@@ -8,7 +8,9 @@
 
 pub mod archive;
 pub mod cache;
+pub mod chunker;
 pub mod commands;
+pub mod compress;
 pub mod crypto;
 pub mod fs;
 pub mod location;
@@ -16,6 +18,7 @@ pub mod manifest;
 pub mod msgpack;
 pub mod ops;
 pub mod patterns;
+pub mod pipeline;
 pub mod placeholders;
 pub mod prune;
 pub mod repository;

@@ -6,6 +6,7 @@
 
 mod item;
 mod metadata;
+pub mod reader;
 mod stream;
 
 pub use item::{ChunkRef, Item, ItemError, ITEM_KEYS};

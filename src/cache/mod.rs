@@ -10,10 +10,12 @@
 mod chunk_index;
 mod files_cache;
 mod store;
+pub mod sync;
 
 pub use chunk_index::{ChunkEntry, ChunkIndex, ChunkStats, MAX_REFCOUNT};
 pub use files_cache::{FileCacheEntry, FileStatus, FilesCache, FilesCacheMode};
 pub use store::{read_checked, write_atomically};
+pub use sync::{ChunkCache, SyncError};
 
 use std::path::PathBuf;
 

@@ -3,6 +3,7 @@
 //! here.
 
 mod common;
+mod create;
 mod error;
 mod exit;
 mod init;
@@ -35,6 +36,8 @@ enum Command {
     /// Check or write a configuration file for `rborg run`.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Create a new archive.
+    Create(create::CreateArgs),
     /// Initialize an empty repository.
     Init(init::InitArgs),
     /// Manage a keyfile or repokey of a repository.
@@ -112,6 +115,7 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
             println!("{}: valid", config.display());
             Ok(Outcome::Success)
         }
+        Command::Create(args) => create::run(ctx, args),
         Command::Init(args) => init::run(ctx, args),
         Command::Key(command) => key::run(ctx, command),
         Command::Serve(args) => serve::run(ctx, args),

@@ -6,6 +6,7 @@
 //! (asking for the passphrase as borg does), verify the manifest and its TAM, and run the
 //! security checks.
 
+pub mod create;
 pub mod error;
 pub mod init;
 pub mod key;

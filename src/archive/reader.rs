@@ -77,6 +77,12 @@ pub struct LoadedArchive {
     pub csize: u32,
 }
 
+/// Receives each fetched object: its id, plaintext and stored length.
+pub type ObjectSink<'a> = dyn FnMut(&ObjectId, Vec<u8>, usize) -> Result<(), ReadError> + 'a;
+
+/// Receives each content chunk of a file with its plaintext.
+pub type ContentSink<'a> = dyn FnMut(&ChunkRef, &[u8]) -> Result<(), ReadError> + 'a;
+
 /// Decrypts, decompresses and id-checks one object.
 pub fn open_object(key: &Key, id: &ObjectId, envelope: &[u8]) -> Result<Vec<u8>, ReadError> {
     let payload = key.decrypt(Some(id), envelope)?;
@@ -121,7 +127,7 @@ pub fn fetch_plaintexts(
     repository: &mut dyn Repository,
     key: &Key,
     ids: &[ObjectId],
-    sink: &mut dyn FnMut(&ObjectId, Vec<u8>, usize) -> Result<(), ReadError>,
+    sink: &mut ObjectSink<'_>,
 ) -> Result<(), ReadError> {
     // `get_many`'s sink can only return a RepositoryError; ours is parked here meanwhile.
     let mut failure: Option<ReadError> = None;
@@ -196,7 +202,7 @@ pub fn read_content(
     repository: &mut dyn Repository,
     key: &Key,
     chunks: &[ChunkRef],
-    sink: &mut dyn FnMut(&ChunkRef, &[u8]) -> Result<(), ReadError>,
+    sink: &mut ContentSink<'_>,
 ) -> Result<(), ReadError> {
     let ids: Vec<ObjectId> = chunks.iter().map(|c| c.id).collect();
     let mut index = 0;

@@ -4,12 +4,17 @@
 
 mod common;
 mod create;
+mod delete;
 mod error;
 mod exit;
+mod format;
 mod init;
 mod key;
+mod list;
 mod logging;
+mod rename;
 mod serve;
+mod session;
 
 use std::process::ExitCode;
 
@@ -45,6 +50,12 @@ enum Command {
     Key(key::KeyCommand),
     /// Start borg's repository server process (stdin/stdout) over local repositories.
     Serve(serve::ServeArgs),
+    /// List archives or the contents of an archive.
+    List(list::ListArgs),
+    /// Delete archives, or the whole repository.
+    Delete(delete::DeleteArgs),
+    /// Rename an archive.
+    Rename(rename::RenameArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +130,9 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
         Command::Init(args) => init::run(ctx, args),
         Command::Key(command) => key::run(ctx, command),
         Command::Serve(args) => serve::run(ctx, args),
+        Command::List(args) => list::run(ctx, args),
+        Command::Delete(args) => delete::run(ctx, args),
+        Command::Rename(args) => rename::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {
             print!("{}", rborg::ops::config::generate_sample());
             Ok(Outcome::Success)

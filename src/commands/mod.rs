@@ -7,9 +7,12 @@
 //! security checks.
 
 pub mod create;
+pub mod delete;
 pub mod error;
 pub mod init;
 pub mod key;
+pub mod rename;
+pub mod select;
 
 pub use error::CommandError;
 

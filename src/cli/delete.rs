@@ -1,0 +1,216 @@
+//! `rborg delete`: archives (by name or filter) or the whole repository
+//! (`archiver.py: do_delete`).
+
+use std::io::BufRead;
+
+use clap::Args;
+
+use rborg::commands::delete::{delete_archives, DeleteEvent};
+use rborg::manifest::Operation;
+
+use super::format;
+use super::list::SelectionArgs;
+use super::session;
+use super::{CliError, Context, Outcome};
+
+/// Arguments of `rborg delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Do not change the repository.
+    #[arg(short = 'n', long = "dry-run")]
+    dry_run: bool,
+    /// Output a verbose list of archives.
+    #[arg(long)]
+    list: bool,
+    /// Print statistics for the deleted archives.
+    #[arg(short = 's', long)]
+    stats: bool,
+    /// Delete only the local cache for the repository.
+    #[arg(long = "cache-only")]
+    cache_only: bool,
+    /// Keep the local security info when deleting a repository.
+    #[arg(long = "keep-security-info")]
+    keep_security_info: bool,
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// The repository, or an archive as REPO::ARCHIVE.
+    #[arg(value_name = "REPOSITORY_OR_ARCHIVE", default_value = "")]
+    location: String,
+    /// More archive names to delete.
+    #[arg(value_name = "ARCHIVE")]
+    archives: Vec<String>,
+}
+
+fn archive_line(name: &str, entry: &rborg::manifest::ArchiveEntry) -> String {
+    // `format_archive`: "%-36s %s [%s]".
+    let time = format::archive_time(&entry.time).unwrap_or_default();
+    format!(
+        "{name:<36} {} [{}]",
+        format::text_time(&time),
+        hex::encode(entry.id)
+    )
+}
+
+/// Runs `rborg delete`.
+pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
+    let location = session::parse_location(ctx, &args.location)?;
+    let selection = args.selection.selection(ctx, true)?;
+    if location.archive.is_none() && args.archives.is_empty() && !selection.has_filter() {
+        return delete_repository(ctx, &location, &args);
+    }
+    let mut session = session::open(ctx, &location, true, &[Operation::Delete])?;
+    let mut names: Vec<String> = location.archive.iter().cloned().collect();
+    names.extend(args.archives.iter().cloned());
+    if names.is_empty() {
+        names = selection
+            .select(&session.opened.manifest)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        if names.is_empty() {
+            let _ = session.close();
+            return Ok(Outcome::Success);
+        }
+    }
+    let list = args.list;
+    let dry_run = args.dry_run;
+    let mut outcome = Outcome::Success;
+    let report = delete_archives(
+        &mut session,
+        &ctx.env,
+        &names,
+        dry_run,
+        ctx.common.progress,
+        &mut |event| match event {
+            DeleteEvent::Deleted(name, entry, i, n) if list => {
+                let verb = if dry_run {
+                    "Would delete archive"
+                } else {
+                    "Deleting archive"
+                };
+                eprintln!("{verb}: {} ({i}/{n})", archive_line(name, entry));
+            }
+            DeleteEvent::NotFound(name, i, n) => {
+                log::warn!("Archive {name} not found ({i}/{n}).");
+            }
+            _ => {}
+        },
+    );
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = session.close();
+            return Err(e.into());
+        }
+    };
+    if report.has_missing() {
+        outcome = Outcome::Warning(1);
+    }
+    if args.stats && !dry_run {
+        let s = report.stats;
+        let size = |n: u64| format!("-{}", format_file_size(n));
+        eprintln!("{}", "-".repeat(78));
+        eprintln!("                       Original size      Compressed size    Deduplicated size");
+        eprintln!(
+            "{:15} {:>20} {:>20} {:>20}",
+            "Deleted data:",
+            size(s.original_size),
+            size(s.compressed_size),
+            size(s.deduplicated_size)
+        );
+        eprintln!("{}", "-".repeat(78));
+    }
+    if dry_run {
+        log::info!("Finished dry-run.");
+    }
+    session.close()?;
+    Ok(outcome)
+}
+
+/// borg's `format_file_size`: decimal units, two decimals (`1.23 kB`), bytes as `12 B`.
+pub fn format_file_size(n: u64) -> String {
+    const UNITS: [&str; 9] = ["", "k", "M", "G", "T", "P", "E", "Z", "Y"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v.abs() >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}B", UNITS[i])
+    }
+}
+
+fn delete_repository(
+    ctx: &Context,
+    location: &rborg::location::Location,
+    args: &DeleteArgs,
+) -> Result<Outcome, CliError> {
+    let mut session = session::open(ctx, location, true, &[])?;
+    let repo_id = *session.repository.id();
+    let cache_dir = rborg::cache::repository_cache_dir(&ctx.env, &repo_id)
+        .map_err(|e| CliError::error(e.to_string()))?;
+    if args.cache_only {
+        let _ = session.close();
+        if args.dry_run {
+            log::info!("Would delete cache.");
+        } else {
+            remove_dir_if_exists(&cache_dir)?;
+            log::info!("Cache deleted.");
+        }
+        return Ok(Outcome::Success);
+    }
+    if ctx.env.get("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING") != Some("YES") {
+        let mut msg = vec![
+            format!("You requested to completely DELETE the following repository *including* all archives it contains:"),
+            "-".repeat(78),
+            format!("Repository ID: {}", hex::encode(repo_id)),
+            format!("Location: {}", location.canonical_path()),
+            String::new(),
+            "Archives:".into(),
+        ];
+        for (name, entry) in session.opened.manifest.list(
+            &[rborg::manifest::SortBy::Timestamp],
+            true,
+            None,
+            None,
+            false,
+        ) {
+            msg.push(archive_line(&name, entry));
+        }
+        msg.push("-".repeat(78));
+        msg.push("Type 'YES' if you understand this and want to continue: ".into());
+        eprint!("{}", msg.join("\n"));
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim_end_matches(['\r', '\n']) != "YES" {
+            let _ = session.close();
+            eprintln!("Aborting.");
+            return Err(CliError::with_code("Aborting.", 3));
+        }
+    }
+    if args.dry_run {
+        let _ = session.close();
+        log::info!("Would delete repository.");
+        return Ok(Outcome::Success);
+    }
+    session.repository.destroy()?;
+    let _ = session.repository.close();
+    log::info!("Repository deleted.");
+    if !args.keep_security_info {
+        let security = session.crypto.repo_security_dir(&repo_id);
+        remove_dir_if_exists(&security)?;
+    }
+    remove_dir_if_exists(&cache_dir)?;
+    Ok(Outcome::Success)
+}
+
+fn remove_dir_if_exists(p: &std::path::Path) -> Result<(), CliError> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::error(format!("{}: {e}", p.display()))),
+    }
+}

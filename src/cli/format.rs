@@ -1,0 +1,259 @@
+//! Python `str.format`-style output templates as borg's `--format` uses them: `{key}`,
+//! `{key:<36}`, `{key:>8}`, `{{`/`}}`, and the fixed keys `{NL}`, `{LF}`, `{TAB}`, ….
+
+use chrono::{DateTime, Local, TimeZone, Utc};
+
+use super::CliError;
+
+/// A value to put into a template.
+#[derive(Debug, Clone)]
+pub enum Field {
+    /// Text (left-aligned by default, as in Python).
+    Text(String),
+    /// A number (right-aligned by default).
+    Int(i64),
+    /// A boolean (Python prints `True`/`False`).
+    Bool(bool),
+}
+
+impl Field {
+    /// The value as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        match self {
+            Field::Text(s) => serde_json::Value::String(s.clone()),
+            Field::Int(i) => serde_json::Value::from(*i),
+            Field::Bool(b) => serde_json::Value::Bool(*b),
+        }
+    }
+}
+
+/// The keys every template knows (`BaseFormatter.FIXED_KEYS`).
+fn fixed(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "LF" | "NL" | "NEWLINE" => "\n",
+        "SPACE" => " ",
+        "TAB" => "\t",
+        "CR" => "\r",
+        "NUL" => "\0",
+        _ => return None,
+    })
+}
+
+/// The keys a template uses, in order.
+pub fn keys(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        if rest[i..].starts_with("{{") {
+            rest = &rest[i + 2..];
+            continue;
+        }
+        let Some(j) = rest[i..].find('}') else { break };
+        let inner = &rest[i + 1..i + j];
+        let key = inner.split(':').next().unwrap_or_default();
+        out.push(key.to_string());
+        rest = &rest[i + j + 1..];
+    }
+    out
+}
+
+fn pad(text: &str, spec: &str, numeric: bool) -> Result<String, String> {
+    if spec.is_empty() {
+        return Ok(text.to_string());
+    }
+    let chars: Vec<char> = spec.chars().collect();
+    let (fill, align, rest) = match chars.as_slice() {
+        [f, a @ ('<' | '>' | '^'), r @ ..] => (*f, Some(*a), r),
+        [a @ ('<' | '>' | '^'), r @ ..] => (' ', Some(*a), r),
+        r => (' ', None, r),
+    };
+    let width_text: String = rest.iter().collect();
+    let width: usize = if width_text.is_empty() {
+        0
+    } else {
+        width_text
+            .parse()
+            .map_err(|_| format!("unsupported format spec {spec:?}"))?
+    };
+    let align = align.unwrap_or(if numeric { '>' } else { '<' });
+    let len = text.chars().count();
+    if len >= width {
+        return Ok(text.to_string());
+    }
+    let n = width - len;
+    let f = |k: usize| fill.to_string().repeat(k);
+    Ok(match align {
+        '<' => format!("{text}{}", f(n)),
+        '>' => format!("{}{text}", f(n)),
+        _ => format!("{}{text}{}", f(n / 2), f(n - n / 2)),
+    })
+}
+
+/// Fills `template` with values from `get`.
+pub fn render(
+    template: &str,
+    get: &mut dyn FnMut(&str) -> Option<Field>,
+) -> Result<String, CliError> {
+    let mut out = String::new();
+    let mut chars = template.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' if matches!(chars.peek(), Some((_, '{'))) => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if matches!(chars.peek(), Some((_, '}'))) => {
+                chars.next();
+                out.push('}');
+            }
+            '{' => {
+                let end = template[i..].find('}').ok_or_else(|| {
+                    CliError::usage(format!("--format: unclosed {{ in {template:?}"))
+                })?;
+                let inner = &template[i + 1..i + end];
+                let (key, spec) = inner.split_once(':').unwrap_or((inner, ""));
+                let field = match fixed(key) {
+                    Some(v) => Field::Text(v.to_string()),
+                    None => get(key).ok_or_else(|| {
+                        CliError::usage(format!("--format: unknown key {{{key}}}"))
+                    })?,
+                };
+                let (text, numeric) = match &field {
+                    Field::Text(s) => (s.clone(), false),
+                    Field::Int(n) => (n.to_string(), true),
+                    Field::Bool(b) => (if *b { "True" } else { "False" }.to_string(), true),
+                };
+                out.push_str(&pad(&text, spec, numeric).map_err(CliError::usage)?);
+                while let Some((k, _)) = chars.peek() {
+                    if *k > i + end {
+                        break;
+                    }
+                    chars.next();
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes as borg shows them as text (`remove_surrogates`): each byte that is not part of valid
+/// UTF-8 becomes `?`.
+pub fn remove_surrogates(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(good).unwrap_or_default());
+                let n = e.error_len().unwrap_or(bad.len());
+                out.push_str(&"?".repeat(n));
+                rest = &bad[n..];
+            }
+        }
+    }
+    out
+}
+
+/// A UTC time in the process's local zone.
+pub fn local(t: &DateTime<Utc>) -> DateTime<Local> {
+    Local.from_utc_datetime(&t.naive_utc())
+}
+
+/// borg's text timestamp (`format_time`): `Thu, 2026-11-26 07:00:05` in local time.
+pub fn text_time(t: &DateTime<Utc>) -> String {
+    local(t).format("%a, %Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// borg's JSON timestamp: ISO local time without zone, six fractional digits.
+pub fn iso_time(t: &DateTime<Utc>) -> String {
+    local(t).format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+/// An archive time as borg prints it: stored UTC, truncated to whole seconds (`to_localtime`).
+pub fn archive_time(stored: &str) -> Option<DateTime<Utc>> {
+    let t = rborg::archive::parse_time(stored)?;
+    DateTime::from_timestamp(t.timestamp(), 0)
+}
+
+/// A nanosecond timestamp as a UTC time (borg's `safe_timestamp`).
+pub fn ns_time(ns: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+    .unwrap_or_default()
+}
+
+/// `stat.filemode`: `drwxr-xr-x` and friends.
+pub fn filemode(mode: u32) -> String {
+    let t = match mode & 0o170000 {
+        0o040000 => 'd',
+        0o120000 => 'l',
+        0o020000 => 'c',
+        0o060000 => 'b',
+        0o010000 => 'p',
+        0o140000 => 's',
+        0o100000 => '-',
+        _ => '?',
+    };
+    let mut s = String::with_capacity(10);
+    s.push(t);
+    let bit = |m: u32, c: char| if mode & m != 0 { c } else { '-' };
+    let exec =
+        |x: u32, special: u32, set: char, unset: char| match (mode & x != 0, mode & special != 0) {
+            (true, true) => set,
+            (false, true) => unset,
+            (true, false) => 'x',
+            (false, false) => '-',
+        };
+    s.push(bit(0o400, 'r'));
+    s.push(bit(0o200, 'w'));
+    s.push(exec(0o100, 0o4000, 's', 'S'));
+    s.push(bit(0o040, 'r'));
+    s.push(bit(0o020, 'w'));
+    s.push(exec(0o010, 0o2000, 's', 'S'));
+    s.push(bit(0o004, 'r'));
+    s.push(bit(0o002, 'w'));
+    s.push(exec(0o001, 0o1000, 't', 'T'));
+    s
+}
+
+/// Prints JSON as borg does (`json.dumps(sort_keys=True, indent=4)`; serde_json keeps maps
+/// sorted).
+pub fn print_json(value: &serde_json::Value) {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    if serde::Serialize::serialize(value, &mut ser).is_ok() {
+        println!("{}", String::from_utf8_lossy(&buf));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_render_like_python() {
+        let mut get = |k: &str| match k {
+            "archive" => Some(Field::Text("a".into())),
+            "size" => Some(Field::Int(42)),
+            _ => None,
+        };
+        assert_eq!(
+            render("{archive:<4}|{size:6}|{size:<4}|{{x}}{NL}", &mut get).expect("renders"),
+            "a   |    42|42  |{x}\n"
+        );
+        assert!(render("{nope}", &mut get).is_err());
+        assert_eq!(keys("{a} {b:>3}{{c}}"), ["a", "b"]);
+        assert_eq!(filemode(0o100644), "-rw-r--r--");
+        assert_eq!(filemode(0o41777), "drwxrwxrwt");
+        assert_eq!(filemode(0o104755), "-rwsr-xr-x");
+    }
+}

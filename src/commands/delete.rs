@@ -1,0 +1,188 @@
+//! Deleting archives (`archiver.py: _delete_archives`, `archive.py: Archive.delete`) and whole
+//! repositories (`_delete_repository`).
+//!
+//! Every reference an archive holds is dropped from an exactly synced chunk index: each item's
+//! chunks, each item-metadata chunk, and the archive metadata object. A chunk whose count
+//! reaches zero is deleted from the repository (space is freed by `compact`). The manifest is
+//! written and the repository committed once for the whole command.
+
+use std::cell::RefCell;
+
+use crate::archive::reader;
+use crate::cache::{ChunkCache, ChunkIndex};
+use crate::crypto::Key;
+use crate::manifest::{ArchiveEntry, Manifest};
+use crate::repository::{ObjectId, Repository};
+use crate::settings::Environment;
+
+use super::{CommandError, Session};
+
+/// Sizes of what a delete released, as borg's "Deleted data:" line reports them (positive
+/// numbers here; borg prints them negated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeletedStats {
+    /// Plaintext bytes of every dropped reference.
+    pub original_size: u64,
+    /// Stored bytes of every dropped reference.
+    pub compressed_size: u64,
+    /// Stored bytes of the chunks that were deleted from the repository.
+    pub deduplicated_size: u64,
+}
+
+/// What happened to each requested archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteEvent {
+    /// The archive was deleted (or would be, in a dry run): name, entry, position, total.
+    Deleted(String, ArchiveEntry, usize, usize),
+    /// No archive of that name: name, position, total.
+    NotFound(String, usize, usize),
+}
+
+/// The outcome of a delete.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteReport {
+    /// What happened, per requested name, in order.
+    pub events: Vec<DeleteEvent>,
+    /// What was released.
+    pub stats: DeletedStats,
+    /// Objects deleted from the repository.
+    pub objects_deleted: u64,
+}
+
+impl DeleteReport {
+    /// Whether some requested archive did not exist (borg warns and ends with rc 1).
+    pub fn has_missing(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e, DeleteEvent::NotFound(..)))
+    }
+}
+
+fn missing_chunk(id: &ObjectId) -> CommandError {
+    CommandError::other(format!(
+        "Chunk ID {} missing from chunks index, corrupted chunks index - aborting transaction.",
+        hex::encode(id)
+    ))
+}
+
+/// Drops one reference, deleting the object when it was the last one.
+fn decref(
+    index: &mut ChunkIndex,
+    id: &ObjectId,
+    stats: &mut DeletedStats,
+    to_delete: &mut Vec<ObjectId>,
+) -> Result<(), CommandError> {
+    let entry = index.get(id).ok_or_else(|| missing_chunk(id))?;
+    stats.original_size += entry.size as u64;
+    stats.compressed_size += entry.csize as u64;
+    if index.decref(id) == Some(true) {
+        stats.deduplicated_size += entry.csize as u64;
+        to_delete.push(*id);
+    }
+    Ok(())
+}
+
+/// Removes one archive's references from `index` and the repository, and its manifest entry
+/// (`Archive.delete`). Nothing is committed.
+pub fn delete_archive(
+    repository: &mut dyn Repository,
+    key: &Key,
+    manifest: &mut Manifest,
+    index: &mut ChunkIndex,
+    name: &str,
+    stats: &mut DeletedStats,
+) -> Result<u64, CommandError> {
+    let entry = manifest.remove_archive(name)?;
+    let loaded = reader::load_archive(repository, key, &entry.id, false)
+        .map_err(|e| CommandError::other(format!("Archive {name}: {e}")))?;
+    let shared = RefCell::new((std::mem::take(index), *stats, Vec::new()));
+    let result = reader::visit_item_stream(
+        repository,
+        key,
+        &loaded.metadata,
+        &mut |id, _, _| {
+            let (index, stats, del) = &mut *shared.borrow_mut();
+            decref(index, id, stats, del).map_err(|e| reader::ReadError::Consumer(e.to_string()))
+        },
+        &mut |item| {
+            let (index, stats, del) = &mut *shared.borrow_mut();
+            for c in item.chunks.as_deref().unwrap_or_default() {
+                decref(index, &c.id, stats, del)
+                    .map_err(|e| reader::ReadError::Consumer(e.to_string()))?;
+            }
+            Ok(())
+        },
+    );
+    let (new_index, new_stats, mut to_delete) = shared.into_inner();
+    *index = new_index;
+    *stats = new_stats;
+    result.map_err(|e| CommandError::other(format!("Archive {name}: {e}")))?;
+    decref(index, &entry.id, stats, &mut to_delete)?;
+    for id in &to_delete {
+        repository.delete(id)?;
+    }
+    Ok(to_delete.len() as u64)
+}
+
+/// Deletes the named archives with one manifest write and commit, then saves the chunk cache.
+/// Names not in the manifest are reported, not fatal. `on_event` sees each archive before it
+/// is deleted (for `--list`). A dry run only reports.
+pub fn delete_archives(
+    session: &mut Session,
+    env: &Environment,
+    names: &[String],
+    dry_run: bool,
+    progress: bool,
+    on_event: &mut dyn FnMut(&DeleteEvent),
+) -> Result<DeleteReport, CommandError> {
+    let mut report = DeleteReport::default();
+    let total = names.len();
+    let mut cache = if dry_run {
+        None
+    } else {
+        Some(
+            ChunkCache::load_or_sync(
+                session.repository.as_mut(),
+                &session.opened.key.key,
+                &session.opened.manifest,
+                env,
+                progress,
+            )
+            .map_err(|e| CommandError::Other {
+                message: e.to_string(),
+                code: e.exit_code(),
+            })?,
+        )
+    };
+    let mut changed = false;
+    for (i, name) in names.iter().enumerate() {
+        let event = match session.opened.manifest.archive(name) {
+            Some(entry) => DeleteEvent::Deleted(name.clone(), entry.clone(), i + 1, total),
+            None => DeleteEvent::NotFound(name.clone(), i + 1, total),
+        };
+        on_event(&event);
+        if let (DeleteEvent::Deleted(..), Some(cache)) = (&event, cache.as_mut()) {
+            report.objects_deleted += delete_archive(
+                session.repository.as_mut(),
+                &session.opened.key.key,
+                &mut session.opened.manifest,
+                &mut cache.index,
+                name,
+                &mut report.stats,
+            )?;
+            changed = true;
+        }
+        report.events.push(event);
+    }
+    if let (true, Some(cache)) = (changed, cache.as_ref()) {
+        // A crash between the commit and the save must not leave an index that looks current.
+        cache.invalidate().map_err(cache_error)?;
+        session.write_manifest_and_commit()?;
+        cache.save(&session.opened.manifest).map_err(cache_error)?;
+    }
+    Ok(report)
+}
+
+fn cache_error(e: crate::cache::CacheError) -> CommandError {
+    CommandError::other(e.to_string())
+}

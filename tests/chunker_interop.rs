@@ -17,15 +17,8 @@ fn vendor() -> PathBuf {
 }
 
 /// crypto.md §4.7's stream: xorshift64 (13, 7, 17), top byte after each step.
-fn prng(n: usize, mut x: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 56) as u8
-        })
-        .collect()
+fn prng(n: usize, state: u64) -> Vec<u8> {
+    rborg::pipeline::bench_data::xorshift_stream(n, state)
 }
 
 fn buz(min_exp: u32, max_exp: u32, mask_bits: u32, window_size: usize) -> BuzhashParams {

@@ -94,17 +94,7 @@ fn blob_input(name: &str) -> Vec<u8> {
         "text" => (0..300)
             .flat_map(|i| format!("chunk {i} archive {}\n", i * 7 % 13).into_bytes())
             .collect(),
-        "random" => {
-            let mut x: u64 = 0x0123_4567_89AB_CDEF;
-            (0..3000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 56) as u8
-                })
-                .collect()
-        }
+        "random" => bench_data::xorshift_stream(3000, 0x0123_4567_89AB_CDEF),
         "zeros" => vec![0; 5000],
         "empty" => Vec::new(),
         _ => panic!("unknown input {name}"),

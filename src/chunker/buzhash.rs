@@ -333,17 +333,9 @@ impl Read for OddReader<'_> {
 mod tests {
     use super::*;
 
-    /// The vector stream of crypto.md §4.7: xorshift64 from 0x0123456789ABCDEF, top byte.
-    pub(crate) fn prng_bytes(n: usize) -> Vec<u8> {
-        let mut x: u64 = 0x0123_4567_89AB_CDEF;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 56) as u8
-            })
-            .collect()
+    /// The vector stream of crypto.md §4.7.
+    fn prng_bytes(n: usize) -> Vec<u8> {
+        crate::pipeline::bench_data::xorshift_stream(n, 0x0123_4567_89AB_CDEF)
     }
 
     fn sizes(data: &[u8], seed: i64, p: (u32, u32, u32, usize)) -> Vec<usize> {

@@ -32,15 +32,7 @@ fn text(n: usize) -> Vec<u8> {
 }
 
 fn random(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 56) as u8
-        })
-        .collect()
+    crate::pipeline::bench_data::random(n, 0x9e37_79b9_7f4a_7c15)
 }
 
 #[test]

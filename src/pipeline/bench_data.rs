@@ -73,6 +73,19 @@ pub fn text(n: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// The chunker vector stream of crypto.md §4.7: xorshift64 (13, 7, 17) from `state`, the top
+/// byte after each step. With state `0x0123456789ABCDEF` it is the stream borg's vectors use.
+pub fn xorshift_stream(n: usize, mut state: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 56) as u8
+        })
+        .collect()
+}
+
 /// `n` zero bytes.
 pub fn zeros(n: usize) -> Vec<u8> {
     vec![0; n]

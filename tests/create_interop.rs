@@ -330,3 +330,218 @@ fn borg12_over_sshd_round_trip() {
     std::env::set_var("BORG_REMOTE_PATH", wrapper.to_str().unwrap());
     round_trip(&peer, &scratch, &repo, "repokey-blake2");
 }
+
+#[test]
+fn borg14_first_then_rborg_dedups_and_files_cache_skips_reading() {
+    let scratch = Scratch::new();
+    let peer = borg14();
+    let src = scratch.path("src");
+    make_tree(&src);
+    let repo = scratch.path("repo");
+    let repo = repo.to_str().unwrap();
+    borg_in(&peer, &scratch, &["init", "-e", "repokey", repo]);
+    borg_in(
+        &peer,
+        &scratch,
+        &[
+            "create",
+            "--chunker-params",
+            CHUNKER,
+            &format!("{repo}::b1"),
+            "src",
+        ],
+    );
+    // rborg syncs its chunk index from borg's archive and stores no new content.
+    let o = rborg_ok(
+        &scratch,
+        &[
+            "create",
+            "--json",
+            "--chunker-params",
+            CHUNKER,
+            &format!("{repo}::r1"),
+            "src",
+        ],
+    );
+    let j = json(&o);
+    assert_eq!(j["archive"]["stats"]["deduplicated_size"], 0, "{j}");
+    assert!(j["rborg"]["files_read"].as_u64().unwrap() >= 8);
+    let full_size = j["archive"]["stats"]["original_size"].clone();
+    // Unchanged tree: only `zz-newest` is read again (the files cache never keeps the newest
+    // file of a run, as borg's), everything else comes from the cache.
+    let o = rborg_ok(
+        &scratch,
+        &[
+            "create",
+            "--json",
+            "--list",
+            "--chunker-params",
+            CHUNKER,
+            &format!("{repo}::r2"),
+            "src",
+        ],
+    );
+    let j = json(&o);
+    assert_eq!(j["rborg"]["files_read"], 1, "{}", text(&o));
+    assert_eq!(j["rborg"]["bytes_read"], 6, "{}", text(&o));
+    let listed = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(listed.contains("U src/dir/big.bin"), "{listed}");
+    // Files from the cache count in the archive's statistics like files read.
+    assert_eq!(j["archive"]["stats"]["original_size"], full_size);
+    // A changed file is read again and listed as modified.
+    fs::write(src.join("dir/small.txt"), b"changed\n").unwrap();
+    let o = rborg_ok(
+        &scratch,
+        &["create", "--json", "--list", &format!("{repo}::r3"), "src"],
+    );
+    let listed = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(listed.contains("M src/dir/small.txt"), "{listed}");
+    // Everything is consistent for borg.
+    let check = borg(&peer, &scratch, &["check", repo]);
+    assert!(check.status.success(), "{}", text(&check));
+    let info = borg_in(&peer, &scratch, &["info", "--json", &format!("{repo}::r2")]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["archives"][0]["stats"]["nfiles"], 8);
+}
+
+#[test]
+fn killed_run_leaves_a_consistent_repository() {
+    let scratch = Scratch::new();
+    let peer = borg14();
+    let src = scratch.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("first"), b"first archive").unwrap();
+    let repo = scratch.path("repo");
+    let repo = repo.to_str().unwrap();
+    borg_in(&peer, &scratch, &["init", "-e", "repokey", repo]);
+    rborg_ok(&scratch, &["create", &format!("{repo}::before"), "src"]);
+    // Enough incompressible data to take a while in a debug build.
+    for i in 0..6 {
+        fs::write(src.join(format!("big{i}")), pseudo_random(8 << 20, i + 1)).unwrap();
+    }
+    let mut child = rborg_cmd(
+        &scratch,
+        &[
+            "create",
+            "--checkpoint-interval",
+            "1",
+            &format!("{repo}::killed"),
+            "src",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let finished = child.try_wait().unwrap();
+    assert!(
+        finished.is_none(),
+        "rborg finished before it could be killed"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let check = borg(&peer, &scratch, &["check", repo]);
+    assert!(
+        check.status.success(),
+        "borg check after kill: {}",
+        text(&check)
+    );
+    let list = borg_in(
+        &peer,
+        &scratch,
+        &["list", "--consider-checkpoints", "--short", repo],
+    );
+    let names = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(names.lines().any(|l| l == "before"), "{names}");
+    let ex = borg(
+        &peer,
+        &scratch,
+        &["extract", "--dry-run", &format!("{repo}::before")],
+    );
+    assert!(ex.status.success(), "{}", text(&ex));
+    // A new run succeeds and reuses what the checkpoint kept.
+    rborg_ok(&scratch, &["create", &format!("{repo}::after"), "src"]);
+    let check = borg(&peer, &scratch, &["check", "--verify-data", repo]);
+    assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
+fn bad_input_warnings_and_errors() {
+    let scratch = Scratch::new();
+    let peer = borg14();
+    let src = scratch.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("ok"), b"fine").unwrap();
+    let repo = scratch.path("repo");
+    let repo = repo.to_str().unwrap();
+    borg_in(&peer, &scratch, &["init", "-e", "repokey", repo]);
+    // An unreadable file (reading /proc/self/mem at offset 0 fails with EIO, even for root)
+    // and a path that does not exist: warnings, exit 1, the rest is backed up.
+    let o = rborg(
+        &scratch,
+        &[
+            "create",
+            "--list",
+            &format!("{repo}::a1"),
+            "src",
+            "/proc/self/mem",
+            "missing",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("missing: stat: [Errno 2] No such file or directory"),
+        "{t}"
+    );
+    assert!(t.contains("E /proc/self/mem"), "{t}");
+    let list = borg_in(
+        &peer,
+        &scratch,
+        &["list", "--short", &format!("{repo}::a1")],
+    );
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "src\nsrc/ok\n");
+    let check = borg(&peer, &scratch, &["check", "--verify-data", repo]);
+    assert!(check.status.success(), "{}", text(&check));
+    // A bad pattern: exit 2.
+    let o = rborg(
+        &scratch,
+        &[
+            "create",
+            "--pattern",
+            "Z:nonsense",
+            &format!("{repo}::a2"),
+            "src",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // An existing archive name: exit 2, modern 30.
+    let o = rborg(&scratch, &["create", &format!("{repo}::a1"), "src"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("Archive a1 already exists"),
+        "{}",
+        text(&o)
+    );
+    let o = rborg_cmd(&scratch, &["create", &format!("{repo}::a1"), "src"])
+        .env("BORG_EXIT_CODES", "modern")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(30), "{}", text(&o));
+    // --dry-run stores nothing.
+    let o = rborg_ok(
+        &scratch,
+        &[
+            "create",
+            "--dry-run",
+            "--list",
+            &format!("{repo}::dry"),
+            "src",
+        ],
+    );
+    assert!(text(&o).contains("- src/ok"), "{}", text(&o));
+    let list = borg_in(&peer, &scratch, &["list", "--short", repo]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "a1\n");
+}

@@ -89,7 +89,7 @@ fn make_tree(root: &Path) {
     fs::write(root.join("empty"), b"").unwrap();
     fs::write(root.join("dir/small.txt"), b"hello world\n").unwrap();
     let mut big = pseudo_random(600_000, 3);
-    big.extend(std::iter::repeat_n(b'a', 300_000));
+    big.extend(vec![b'a'; 300_000]);
     fs::write(root.join("dir/big.bin"), &big).unwrap();
     fs::write(root.join("dir/sub/hl1"), b"linked content").unwrap();
     fs::hard_link(root.join("dir/sub/hl1"), root.join("hl2")).unwrap();

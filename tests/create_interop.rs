@@ -545,3 +545,40 @@ fn bad_input_warnings_and_errors() {
     let list = borg_in(&peer, &scratch, &["list", "--short", repo]);
     assert_eq!(String::from_utf8_lossy(&list.stdout), "a1\n");
 }
+
+#[test]
+fn sigint_writes_a_checkpoint_and_stops() {
+    let scratch = Scratch::new();
+    let peer = borg14();
+    let src = scratch.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..8 {
+        fs::write(src.join(format!("big{i}")), pseudo_random(6 << 20, i + 11)).unwrap();
+    }
+    let repo = scratch.path("repo");
+    let repo = repo.to_str().unwrap();
+    borg_in(&peer, &scratch, &["init", "-e", "repokey", repo]);
+    let child = rborg_cmd(&scratch, &["create", &format!("{repo}::cp"), "src"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("Got Ctrl-C / SIGINT."), "{}", text(&o));
+    let list = borg_in(
+        &peer,
+        &scratch,
+        &["list", "--consider-checkpoints", "--short", repo],
+    );
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "cp.checkpoint\n");
+    let check = borg(&peer, &scratch, &["check", "--verify-data", repo]);
+    assert!(check.status.success(), "{}", text(&check));
+    // The next run finishes and drops nothing borg needs.
+    rborg_ok(&scratch, &["create", &format!("{repo}::cp"), "src"]);
+    let check = borg(&peer, &scratch, &["check", repo]);
+    assert!(check.status.success(), "{}", text(&check));
+}

@@ -505,6 +505,15 @@ fn bad_input_warnings_and_errors() {
     assert_eq!(String::from_utf8_lossy(&list.stdout), "src\nsrc/ok\n");
     let check = borg(&peer, &scratch, &["check", "--verify-data", repo]);
     assert!(check.status.success(), "{}", text(&check));
+    // borg 1.4's modern code for a missing file alone is FileNotFound's 107.
+    let o = rborg_cmd(
+        &scratch,
+        &["create", &format!("{repo}::a0"), "src", "missing"],
+    )
+    .env("BORG_EXIT_CODES", "modern")
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(107), "{}", text(&o));
     // A bad pattern: exit 2.
     let o = rborg(
         &scratch,
@@ -543,7 +552,7 @@ fn bad_input_warnings_and_errors() {
     );
     assert!(text(&o).contains("- src/ok"), "{}", text(&o));
     let list = borg_in(&peer, &scratch, &["list", "--short", repo]);
-    assert_eq!(String::from_utf8_lossy(&list.stdout), "a1\n");
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "a1\na0\n");
 }
 
 #[test]

@@ -147,6 +147,8 @@ struct Printer {
     started: Instant,
     total_hint: u64,
     warnings: usize,
+    /// Modern codes of the warnings given (one shared code is the exit code, else 1).
+    codes: std::collections::BTreeSet<u8>,
 }
 
 impl CreateOutput for Printer {
@@ -165,6 +167,8 @@ impl CreateOutput for Printer {
 
     fn warning(&mut self, message: &str) {
         self.warnings += 1;
+        self.codes
+            .insert(rborg::commands::create::warning_code(message));
         self.clear_progress();
         log::warn!("{message}");
     }
@@ -385,6 +389,7 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
         started: Instant::now(),
         total_hint: 0,
         warnings: 0,
+        codes: Default::default(),
     };
     let result = create(&mut session, &ctx.env, opts, &stop, &mut printer);
     printer.clear_progress();
@@ -404,7 +409,11 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
     }
     session.close()?;
     if printer.warnings > 0 || result.warnings > 0 {
-        Ok(Outcome::Warning(1))
+        let code = match printer.codes.len() {
+            1 => printer.codes.iter().next().copied().unwrap_or(1),
+            _ => 1,
+        };
+        Ok(Outcome::Warning(code))
     } else {
         Ok(Outcome::Success)
     }

@@ -100,6 +100,22 @@ pub struct Progress {
     pub nfiles: u64,
 }
 
+/// borg 1.4's modern warning code for a warning message (`BackupOSError` 104 and its
+/// `FileNotFound` 107, `Permission` 105, `IOError` 106 subclasses; `FileChangedWarning` 100).
+pub fn warning_code(message: &str) -> u8 {
+    if message.contains("changed while we backed it up") {
+        100
+    } else if message.contains("[Errno 2]") {
+        107
+    } else if message.contains("[Errno 13]") || message.contains("[Errno 1]") {
+        105
+    } else if message.contains("[Errno 5]") {
+        106
+    } else {
+        104
+    }
+}
+
 /// Where `create` reports as it goes (the command line prints; tests collect).
 pub trait CreateOutput {
     /// A `--list` line.
@@ -629,7 +645,11 @@ impl Run<'_, '_> {
                 self.bytes_read += s.bytes;
                 Ok(s.chunks)
             }
-            Err(StreamError::Read(e)) => Err(VisitError::Backup(format!("read: {e}"))),
+            Err(StreamError::Read(e)) => Err(VisitError::Backup(match e.raw_os_error() {
+                // As Python words an OSError: "[Errno 5] Input/output error".
+                Some(n) => format!("read: [Errno {n}] {}", crate::fs::strerror(n)),
+                None => format!("read: {e}"),
+            })),
             Err(StreamError::Write(e)) => Err(fatal(e)),
         }
     }
@@ -763,5 +783,49 @@ impl Visitor for DryRun<'_> {
     fn warning(&mut self, warning: WalkWarning) {
         self.warnings += 1;
         self.out.warning(&warning.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warning_codes_follow_borg_classes() {
+        assert_eq!(
+            warning_code("x: stat: [Errno 2] No such file or directory: 'x'"),
+            107
+        );
+        assert_eq!(
+            warning_code("x: open: [Errno 13] Permission denied: 'x'"),
+            105
+        );
+        assert_eq!(warning_code("x: read: [Errno 5] Input/output error"), 106);
+        assert_eq!(warning_code("x: file changed while we backed it up"), 100);
+        assert_eq!(warning_code("x: something else"), 104);
+    }
+
+    #[test]
+    fn chunker_params_as_borg_stores_them() {
+        let v = chunker_params_value(&"buzhash,19,23,21,4095".parse().unwrap());
+        assert_eq!(
+            crate::msgpack::encode(&v),
+            crate::msgpack::encode(&Value::Array(vec![
+                Value::str("buzhash"),
+                19u64.into(),
+                23u64.into(),
+                21u64.into(),
+                4095u64.into()
+            ]))
+        );
+        let v = chunker_params_value(&"fixed,65536".parse().unwrap());
+        assert_eq!(
+            crate::msgpack::encode(&v),
+            crate::msgpack::encode(&Value::Array(vec![
+                Value::str("fixed"),
+                65536u64.into(),
+                0u64.into()
+            ]))
+        );
     }
 }

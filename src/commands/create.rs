@@ -239,15 +239,16 @@ pub fn create(
     let chunker_value = chunker_params_value(&opts.chunker_params);
     let key = &session.opened.key.key;
     let seed = key.chunk_seed() as i64;
-    // A window of two chunks per worker plus two keeps every core busy while holding far
-    // less in flight than the pipeline's default (peak RSS is a target: no more than borg).
+    // A window of one chunk per worker plus two was as fast as larger ones in
+    // scripts/bench-create.sh and holds far less in flight than the pipeline's default
+    // (peak RSS is a target: no more than borg's).
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
     let parallel = ParallelOptions {
         threads,
-        window: 2 * threads + 2,
+        window: threads + 2,
     };
     let mut checkpoints = Checkpoints::new(&session.opened.manifest, &opts.name);
     let mut skip = std::mem::take(&mut walk.skip_inodes);

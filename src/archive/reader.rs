@@ -196,6 +196,41 @@ pub fn for_each_item(
     )
 }
 
+/// How many item-metadata chunks [`for_each_item_batch`] reads in one pipelined request.
+pub const ITEM_BATCH_CHUNKS: usize = 16;
+
+/// Receives a batch of items together with the repository, free again for reading content.
+pub type BatchSink<'a> = dyn FnMut(&mut dyn Repository, Vec<Item>) -> Result<(), ReadError> + 'a;
+
+/// Visits an archive's items in batches (those completed by [`ITEM_BATCH_CHUNKS`] item
+/// chunks at a time), handing the repository to `on_batch` between reads so it can fetch the
+/// items' content. Memory stays bounded by a batch, not the archive. Part items are skipped
+/// unless `include_parts`.
+pub fn for_each_item_batch(
+    repository: &mut dyn Repository,
+    key: &Key,
+    metadata: &ArchiveMetadata,
+    include_parts: bool,
+    on_batch: &mut BatchSink<'_>,
+) -> Result<(), ReadError> {
+    let mut decoder = ItemStreamDecoder::new();
+    for ids in metadata.items.chunks(ITEM_BATCH_CHUNKS) {
+        let mut batch = Vec::new();
+        fetch_plaintexts(repository, key, ids, &mut |_, plaintext, _| {
+            batch.extend(
+                decoder
+                    .feed(&plaintext)?
+                    .into_iter()
+                    .filter(|i| include_parts || i.part.is_none()),
+            );
+            Ok(())
+        })?;
+        on_batch(repository, batch)?;
+    }
+    decoder.finish()?;
+    Ok(())
+}
+
 /// Streams a file's content: each chunk of `chunks` is fetched (pipelined), decrypted,
 /// decompressed, id-checked and handed to `sink` in order.
 pub fn read_content(
@@ -214,18 +249,227 @@ pub fn read_content(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::archive::ITEM_KEYS;
+    use crate::archive::ChunkRef;
+    use crate::crypto::tam::TamContext;
+    use crate::msgpack::{encode, Value};
+    use crate::repository::local::{LocalRepository, LocalSettings};
+    use crate::repository::OpenOptions;
+
+    /// A plaintext repository holding one archive "a1": a directory, a file whose two chunks
+    /// are `c1 c1`, a part item referencing `c1`, and a file with `c2`; the item stream is cut
+    /// into two chunks in the middle of an item.
+    pub(crate) struct Fixture {
+        pub dir: tempfile::TempDir,
+        pub repo: LocalRepository,
+        pub key: Key,
+        pub archive_id: ObjectId,
+        pub item_ids: Vec<ObjectId>,
+        pub c1: ObjectId,
+        pub c2: ObjectId,
+    }
+
+    pub(crate) fn put(repo: &mut LocalRepository, key: &Key, data: &[u8]) -> ObjectId {
+        let id = key.id_hash(data);
+        repo.put(&id, key.encrypt(0, &DefaultCodec.compress(data)))
+            .expect("put");
+        id
+    }
+
+    pub(crate) fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut repo = LocalRepository::create(
+            &dir.path().join("repo"),
+            &OpenOptions {
+                exclusive: true,
+                ..OpenOptions::default()
+            },
+            &LocalSettings::from_env(&crate::settings::Environment::default()),
+        )
+        .expect("repository");
+        let key = Key::plaintext();
+        let c1 = put(&mut repo, &key, &[1u8; 1000]);
+        let c2 = put(&mut repo, &key, b"second chunk");
+        let r1 = ChunkRef {
+            id: c1,
+            size: 1000,
+            csize: 1010,
+        };
+        let r2 = ChunkRef {
+            id: c2,
+            size: 12,
+            csize: 22,
+        };
+        let items = [
+            Item {
+                path: b"d".to_vec(),
+                mode: Some(0o40755),
+                mtime: 1,
+                ..Item::default()
+            },
+            Item {
+                path: b"d/f".to_vec(),
+                mode: Some(0o100644),
+                mtime: 2,
+                size: Some(2000),
+                chunks: Some(vec![r1, r1]),
+                ..Item::default()
+            },
+            Item {
+                path: b"d/g.borg_part_1".to_vec(),
+                mode: Some(0o100644),
+                mtime: 2,
+                size: Some(1000),
+                chunks: Some(vec![r1]),
+                part: Some(1),
+                ..Item::default()
+            },
+            Item {
+                path: b"d/g".to_vec(),
+                mode: Some(0o100644),
+                mtime: 3,
+                size: Some(12),
+                chunks: Some(vec![r2]),
+                ..Item::default()
+            },
+        ];
+        let stream: Vec<u8> = items.iter().flat_map(|i| encode(&i.to_value())).collect();
+        let cut = stream.len() / 2;
+        let item_ids = vec![
+            put(&mut repo, &key, &stream[..cut]),
+            put(&mut repo, &key, &stream[cut..]),
+        ];
+        let meta = crate::archive::ArchiveMetadata {
+            version: 1,
+            name: "a1".into(),
+            items: item_ids.clone(),
+            cmdline: vec!["borg".into()],
+            hostname: "h".into(),
+            username: "u".into(),
+            time: "2026-01-01T00:00:00.000000".into(),
+            time_end: None,
+            comment: String::new(),
+            chunker_params: None,
+            size: None,
+            csize: None,
+            nfiles: None,
+            size_parts: None,
+            csize_parts: None,
+            nfiles_parts: None,
+            cwd: None,
+            other: Vec::new(),
+        };
+        let data = key
+            .pack_and_authenticate(&meta.to_value(), TamContext::Archive)
+            .expect("tam");
+        let archive_id = put(&mut repo, &key, &data);
+        Fixture {
+            dir,
+            repo,
+            key,
+            archive_id,
+            item_ids,
+            c1,
+            c2,
+        }
+    }
 
     #[test]
-    fn exit_codes_follow_borg() {
-        let e = ReadError::Decompress {
-            id: "00".into(),
-            reason: "x".into(),
-        };
-        assert_eq!(e.exit_code(), 92);
-        assert_eq!(ReadError::Version(2).exit_code(), 90);
-        assert!(ITEM_KEYS.contains(&"part"));
+    fn archive_items_and_content_are_read() {
+        let mut f = fixture();
+        let loaded = load_archive(&mut f.repo, &f.key, &f.archive_id, true).expect("loads");
+        assert!(loaded.tam.is_verified());
+        assert_eq!(loaded.metadata.items, f.item_ids);
+        let mut paths = Vec::new();
+        for_each_item(&mut f.repo, &f.key, &loaded.metadata, false, &mut |i| {
+            paths.push(String::from_utf8_lossy(&i.path).into_owned());
+            Ok(())
+        })
+        .expect("items");
+        assert_eq!(paths, ["d", "d/f", "d/g"]);
+        let mut all = 0;
+        for_each_item(&mut f.repo, &f.key, &loaded.metadata, true, &mut |_| {
+            all += 1;
+            Ok(())
+        })
+        .expect("items");
+        assert_eq!(all, 4);
+        let mut batches = Vec::new();
+        for_each_item_batch(
+            &mut f.repo,
+            &f.key,
+            &loaded.metadata,
+            false,
+            &mut |repo, b| {
+                // The repository is usable inside a batch.
+                repo.get(&f.c2).map_err(ReadError::from)?;
+                batches.push(b.len());
+                Ok(())
+            },
+        )
+        .expect("batches");
+        assert_eq!(batches, [3]);
+        let chunks = [
+            ChunkRef {
+                id: f.c2,
+                size: 12,
+                csize: 0,
+            },
+            ChunkRef {
+                id: f.c1,
+                size: 1000,
+                csize: 0,
+            },
+        ];
+        let mut content = Vec::new();
+        read_content(&mut f.repo, &f.key, &chunks, &mut |_, d| {
+            content.extend_from_slice(d);
+            Ok(())
+        })
+        .expect("content");
+        assert_eq!(&content[..12], b"second chunk");
+        assert_eq!(content.len(), 1012);
+        // A consumer's error comes back as it was.
+        let err = read_content(&mut f.repo, &f.key, &chunks, &mut |_, _| {
+            Err(ReadError::Consumer("stop".into()))
+        });
+        assert!(matches!(err, Err(ReadError::Consumer(m)) if m == "stop"));
+    }
+
+    #[test]
+    fn damaged_objects_are_refused() {
+        let mut f = fixture();
+        // An object stored under the wrong id fails the id check.
+        let wrong = f.c1;
+        f.repo
+            .put(&wrong, f.key.encrypt(0, &DefaultCodec.compress(b"other")))
+            .expect("put");
+        let err = read_content(
+            &mut f.repo,
+            &f.key,
+            &[ChunkRef {
+                id: wrong,
+                size: 5,
+                csize: 0,
+            }],
+            &mut |_, _| Ok(()),
+        );
+        assert!(matches!(err, Err(ReadError::Envelope(_))), "{err:?}");
+        // Archive metadata with a broken TAM is refused even on ordinary reads.
+        let plain = open_object(
+            &f.key,
+            &f.archive_id,
+            &f.repo.get(&f.archive_id).expect("get"),
+        )
+        .expect("opens");
+        let mut dict = crate::msgpack::decode(&plain).expect("msgpack");
+        dict.insert("comment", Value::str("changed"));
+        let forged = encode(&dict);
+        let forged_id = put(&mut f.repo, &f.key, &forged);
+        let err = load_archive(&mut f.repo, &f.key, &forged_id, false);
+        assert!(matches!(err, Err(ReadError::Tam(_))), "{err:?}");
+        let missing = load_archive(&mut f.repo, &f.key, &[7u8; 32], false);
+        assert!(matches!(missing, Err(ReadError::Repository(_))));
     }
 }

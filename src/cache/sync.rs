@@ -101,6 +101,21 @@ impl ChunkCache {
         Ok(ChunkCache { dir, index })
     }
 
+    /// [`ChunkCache::load_or_sync`] for an open session.
+    pub fn for_session(
+        session: &mut crate::commands::Session,
+        env: &Environment,
+        progress: bool,
+    ) -> Result<ChunkCache, SyncError> {
+        ChunkCache::load_or_sync(
+            session.repository.as_mut(),
+            &session.opened.key.key,
+            &session.opened.manifest,
+            env,
+            progress,
+        )
+    }
+
     /// Saves the index as valid for `manifest` (call after the manifest was written and the
     /// repository committed). Per-archive indexes of archives no longer listed are removed.
     pub fn save(&self, manifest: &Manifest) -> Result<(), CacheError> {
@@ -128,6 +143,27 @@ impl ChunkCache {
         index: &ChunkIndex,
     ) -> Result<(), CacheError> {
         index.save(&archive_index_path(&self.dir, archive_id))
+    }
+
+    /// Carries an archive's per-archive index over to its rewritten metadata object (rename):
+    /// the references stay, only the metadata object's entry changes. Without a stored index
+    /// for `old` nothing happens (the next sync reads the archive).
+    pub fn move_archive_index(
+        &self,
+        old: &ObjectId,
+        new: &ObjectId,
+        size: u32,
+        csize: u32,
+    ) -> Result<(), CacheError> {
+        let old_path = archive_index_path(&self.dir, old);
+        let Some(mut index) = ChunkIndex::load(&old_path).ok().flatten() else {
+            return Ok(());
+        };
+        index.decref(old);
+        if index.add(new, size, csize).is_ok() {
+            index.save(&archive_index_path(&self.dir, new))?;
+        }
+        remove_if_exists(&old_path)
     }
 
     /// The cache directory.
@@ -290,4 +326,84 @@ fn sync(
         total - cached
     );
     Ok(master)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::reader::tests::fixture;
+    use crate::repository::Repository;
+
+    #[test]
+    fn references_follow_borg_rules_and_indexes_are_reused() {
+        let mut f = fixture();
+        let refs = archive_references(&mut f.repo, &f.key, &f.archive_id).expect("refs");
+        // c1: twice in d/f, once in the part item; c2 once; each item chunk and the
+        // archive object once.
+        assert_eq!(refs.get(&f.c1).map(|e| e.refcount), Some(3));
+        assert_eq!(refs.get(&f.c1).map(|e| e.size), Some(1000));
+        assert_eq!(refs.get(&f.c2).map(|e| e.refcount), Some(1));
+        for id in &f.item_ids {
+            assert_eq!(refs.get(id).map(|e| e.refcount), Some(1));
+        }
+        let a = refs.get(&f.archive_id).expect("archive object");
+        assert_eq!(a.refcount, 1);
+        // csize is the stored length, not what the item claims.
+        let stored = f.repo.get(&f.archive_id).expect("get").len() as u32;
+        assert_eq!(a.csize, stored);
+        assert_eq!(refs.len(), 5);
+
+        let cache_dir = f.dir.path().join("cache");
+        let env = Environment::from_pairs([("BORG_CACHE_DIR", cache_dir.as_os_str())]);
+        let mut manifest = Manifest::new();
+        manifest
+            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        manifest.id = Some([1u8; 32]);
+        let cache =
+            ChunkCache::load_or_sync(&mut f.repo, &f.key, &manifest, &env, false).expect("sync");
+        assert_eq!(cache.index, refs);
+        cache.save(&manifest).expect("save");
+
+        // Without the item chunks the archive cannot be read again: a sync for a newer
+        // manifest that still succeeds used the per-archive index.
+        for id in &f.item_ids {
+            f.repo.delete(id).expect("delete");
+        }
+        manifest.id = Some([2u8; 32]);
+        let again =
+            ChunkCache::load_or_sync(&mut f.repo, &f.key, &manifest, &env, false).expect("reuse");
+        assert_eq!(again.index, refs);
+        // A rename moves the per-archive index to the new metadata object.
+        let renamed = [9u8; 32];
+        again
+            .move_archive_index(&f.archive_id, &renamed, 10, 20)
+            .expect("move");
+        let mut moved_manifest = Manifest::new();
+        moved_manifest
+            .add_archive("b1", renamed, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        moved_manifest.id = Some([5u8; 32]);
+        let moved = ChunkCache::load_or_sync(&mut f.repo, &f.key, &moved_manifest, &env, false)
+            .expect("moved index reused");
+        assert!(!moved.index.contains(&f.archive_id));
+        assert_eq!(moved.index.get(&renamed).map(|e| e.refcount), Some(1));
+        assert_eq!(moved.index.len(), refs.len());
+        again
+            .move_archive_index(&renamed, &f.archive_id, a.size, a.csize)
+            .expect("move back");
+        // A vanished archive's per-archive index is dropped; the damaged archive cannot be
+        // synced from scratch.
+        manifest.remove_archive("a1").expect("remove");
+        manifest.id = Some([3u8; 32]);
+        let empty =
+            ChunkCache::load_or_sync(&mut f.repo, &f.key, &manifest, &env, false).expect("empty");
+        assert!(empty.index.is_empty());
+        manifest
+            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        manifest.id = Some([4u8; 32]);
+        let err = ChunkCache::load_or_sync(&mut f.repo, &f.key, &manifest, &env, false);
+        assert!(matches!(err, Err(SyncError::Archive { .. })), "{err:?}");
+    }
 }

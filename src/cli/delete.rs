@@ -108,9 +108,10 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
     }
     if args.stats && !dry_run {
         let s = report.stats;
-        let size = |n: u64| format!("-{}", format_file_size(n));
+        let iec = ctx.common.iec;
+        let size = |n: u64| format::file_size(-(n as i64), iec);
         eprintln!("{}", "-".repeat(78));
-        eprintln!("                       Original size      Compressed size    Deduplicated size");
+        eprintln!("{}", format::STATS_HEADER);
         eprintln!(
             "{:15} {:>20} {:>20} {:>20}",
             "Deleted data:",
@@ -118,6 +119,23 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
             size(s.compressed_size),
             size(s.deduplicated_size)
         );
+        // The saved index is current again, so this loads it without a sync.
+        let stats = rborg::cache::ChunkCache::for_session(&mut session, &ctx.env, false)
+            .map_err(|e| CliError::error(e.to_string()))
+            .and_then(|cache| {
+                rborg::commands::info::repository_stats(
+                    session.repository.as_mut(),
+                    &session.opened.key.key,
+                    &session.opened.manifest,
+                    &cache.index,
+                    false,
+                )
+                .map_err(|e| CliError::error(e.to_string()))
+            });
+        match stats {
+            Ok(stats) => eprintln!("{}", format::cache_text(&stats, iec)),
+            Err(e) => log::warn!("{}", e.message),
+        }
         eprintln!("{}", "-".repeat(78));
     }
     if dry_run {
@@ -125,22 +143,6 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
     }
     session.close()?;
     Ok(outcome)
-}
-
-/// borg's `format_file_size`: decimal units, two decimals (`1.23 kB`), bytes as `12 B`.
-pub fn format_file_size(n: u64) -> String {
-    const UNITS: [&str; 9] = ["", "k", "M", "G", "T", "P", "E", "Z", "Y"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v.abs() >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.2} {}B", UNITS[i])
-    }
 }
 
 fn delete_repository(
@@ -187,7 +189,7 @@ fn delete_repository(
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim_end_matches(['\r', '\n']) != "YES" {
             let _ = session.close();
-            eprintln!("Aborting.");
+            eprintln!();
             return Err(CliError::with_code("Aborting.", 3));
         }
     }

@@ -160,6 +160,77 @@ pub fn remove_surrogates(bytes: &[u8]) -> String {
     out
 }
 
+/// borg's `format_file_size` (decimal units, or IEC with `--iec`): `0 B`, `1.23 kB`,
+/// `-3.00 MB`.
+pub fn file_size(n: i64, iec: bool) -> String {
+    let (units, power): (&[&str], f64) = if iec {
+        (
+            &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"],
+            1024.0,
+        )
+    } else {
+        (&["", "k", "M", "G", "T", "P", "E", "Z", "Y"], 1000.0)
+    };
+    let mut num = n as f64;
+    let mut precision = 0;
+    let mut unit = units[units.len() - 1];
+    for u in &units[..units.len() - 1] {
+        if ((num * 100.0).round() / 100.0).abs() < power {
+            unit = u;
+            break;
+        }
+        num /= power;
+        precision = 2;
+    }
+    format!("{num:.precision$} {unit}B")
+}
+
+/// Python's `shlex.quote`.
+pub fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\"'\"'"))
+    }
+}
+
+/// borg's `format_timedelta`: `1 hours 2 minutes 3.45 seconds`.
+pub fn timedelta(seconds: f64) -> String {
+    let days = (seconds / 86400.0).floor() as i64;
+    let s = seconds.rem_euclid(60.0);
+    let m = (seconds / 60.0) as i64 % 60;
+    let h = (seconds / 3600.0) as i64 % 24;
+    let mut txt = format!("{s:.2} seconds");
+    if m != 0 {
+        txt = format!("{m} minutes {txt}");
+    }
+    if h != 0 {
+        txt = format!("{h} hours {txt}");
+    }
+    if days != 0 {
+        txt = format!("{days} days {txt}");
+    }
+    txt
+}
+
+/// The header of borg's statistics tables.
+pub const STATS_HEADER: &str =
+    "                       Original size      Compressed size    Deduplicated size";
+
+/// The "All archives" block (`CacheStatsMixin.str_format`).
+pub fn cache_text(stats: &rborg::cache::ChunkStats, iec: bool) -> String {
+    let size = |n: u64| file_size(n as i64, iec);
+    format!(
+        "All archives:   {:>20} {:>20} {:>20}\n\n                       Unique chunks         Total chunks\nChunk index:    {:20} {:20}",
+        size(stats.total_size),
+        size(stats.total_csize),
+        size(stats.unique_csize),
+        stats.total_unique_chunks,
+        stats.total_chunks
+    )
+}
+
 /// A UTC time in the process's local zone.
 pub fn local(t: &DateTime<Utc>) -> DateTime<Local> {
     Local.from_utc_datetime(&t.naive_utc())
@@ -181,13 +252,18 @@ pub fn archive_time(stored: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.timestamp(), 0)
 }
 
-/// A nanosecond timestamp as a UTC time (borg's `safe_timestamp`).
+/// A nanosecond timestamp as a UTC time, rounded to microseconds the way Python's
+/// `datetime.fromtimestamp(ns / 1e9)` rounds (borg's `safe_timestamp`).
 pub fn ns_time(ns: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-    .unwrap_or_default()
+    let t = ns as f64 / 1e9;
+    let whole = t.floor();
+    let mut secs = whole as i64;
+    let mut us = ((t - whole) * 1e6).round_ties_even() as i64;
+    if us >= 1_000_000 {
+        secs += 1;
+        us -= 1_000_000;
+    }
+    DateTime::from_timestamp(secs, (us * 1000) as u32).unwrap_or_default()
 }
 
 /// `stat.filemode`: `drwxr-xr-x` and friends.
@@ -255,5 +331,14 @@ mod tests {
         assert_eq!(filemode(0o100644), "-rw-r--r--");
         assert_eq!(filemode(0o41777), "drwxrwxrwt");
         assert_eq!(filemode(0o104755), "-rwsr-xr-x");
+        assert_eq!(file_size(0, false), "0 B");
+        assert_eq!(file_size(999, false), "999 B");
+        assert_eq!(file_size(1234, false), "1.23 kB");
+        assert_eq!(file_size(-3_000_000, false), "-3.00 MB");
+        assert_eq!(file_size(999_999, false), "1.00 MB");
+        assert_eq!(file_size(2048, true), "2.00 KiB");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("--x=1"), "--x=1");
+        assert_eq!(timedelta(3723.456), "1 hours 2 minutes 3.46 seconds");
     }
 }

@@ -7,7 +7,9 @@ mod create;
 mod delete;
 mod error;
 mod exit;
+mod extract;
 mod format;
+mod info;
 mod init;
 mod key;
 mod list;
@@ -52,6 +54,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// List archives or the contents of an archive.
     List(list::ListArgs),
+    /// Show repository or archive statistics.
+    Info(info::InfoArgs),
+    /// Extract archive contents into the current directory.
+    Extract(extract::ExtractArgs),
     /// Delete archives, or the whole repository.
     Delete(delete::DeleteArgs),
     /// Rename an archive.
@@ -131,6 +137,8 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
         Command::Key(command) => key::run(ctx, command),
         Command::Serve(args) => serve::run(ctx, args),
         Command::List(args) => list::run(ctx, args),
+        Command::Info(args) => info::run(ctx, args),
+        Command::Extract(args) => extract::run(ctx, args),
         Command::Delete(args) => delete::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),
         Command::Config(ConfigCommand::Generate) => {

@@ -17,7 +17,8 @@ pub fn parse_location(ctx: &Context, text: &str) -> Result<Location, CliError> {
     // borg stores and compares the absolute path of a local repository.
     if location.proto == Proto::File && !location.path.starts_with('/') {
         if let Ok(cwd) = std::env::current_dir() {
-            location.path = cwd.join(&location.path).display().to_string();
+            let joined = cwd.join(&location.path).display().to_string();
+            location.path = rborg::patterns::normpath(&joined);
         }
     }
     Ok(location)

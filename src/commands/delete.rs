@@ -66,17 +66,23 @@ fn missing_chunk(id: &ObjectId) -> CommandError {
 }
 
 /// Drops one reference, deleting the object when it was the last one.
+/// Part items' chunks are released but not counted (`Statistics.update(..., part=True)`).
 fn decref(
     index: &mut ChunkIndex,
     id: &ObjectId,
     stats: &mut DeletedStats,
     to_delete: &mut Vec<ObjectId>,
+    part: bool,
 ) -> Result<(), CommandError> {
     let entry = index.get(id).ok_or_else(|| missing_chunk(id))?;
-    stats.original_size += entry.size as u64;
-    stats.compressed_size += entry.csize as u64;
+    if !part {
+        stats.original_size += entry.size as u64;
+        stats.compressed_size += entry.csize as u64;
+    }
     if index.decref(id) == Some(true) {
-        stats.deduplicated_size += entry.csize as u64;
+        if !part {
+            stats.deduplicated_size += entry.csize as u64;
+        }
         to_delete.push(*id);
     }
     Ok(())
@@ -102,12 +108,13 @@ pub fn delete_archive(
         &loaded.metadata,
         &mut |id, _, _| {
             let (index, stats, del) = &mut *shared.borrow_mut();
-            decref(index, id, stats, del).map_err(|e| reader::ReadError::Consumer(e.to_string()))
+            decref(index, id, stats, del, false)
+                .map_err(|e| reader::ReadError::Consumer(e.to_string()))
         },
         &mut |item| {
             let (index, stats, del) = &mut *shared.borrow_mut();
             for c in item.chunks.as_deref().unwrap_or_default() {
-                decref(index, &c.id, stats, del)
+                decref(index, &c.id, stats, del, item.part.is_some())
                     .map_err(|e| reader::ReadError::Consumer(e.to_string()))?;
             }
             Ok(())
@@ -117,7 +124,7 @@ pub fn delete_archive(
     *index = new_index;
     *stats = new_stats;
     result.map_err(|e| CommandError::other(format!("Archive {name}: {e}")))?;
-    decref(index, &entry.id, stats, &mut to_delete)?;
+    decref(index, &entry.id, stats, &mut to_delete, false)?;
     for id in &to_delete {
         repository.delete(id)?;
     }
@@ -185,4 +192,68 @@ pub fn delete_archives(
 
 fn cache_error(e: crate::cache::CacheError) -> CommandError {
     CommandError::other(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::reader::tests::fixture;
+    use crate::cache::sync::archive_references;
+    use crate::repository::CommitOptions;
+
+    #[test]
+    fn deleting_drops_every_reference_and_object() {
+        let mut f = fixture();
+        let mut index = archive_references(&mut f.repo, &f.key, &f.archive_id).expect("refs");
+        let before = index.stats();
+        let c1_csize = index.get(&f.c1).map_or(0, |e| e.csize as u64);
+        // A second archive sharing c2 keeps it alive.
+        let shared = f.c2;
+        index.incref(&shared);
+        let mut manifest = Manifest::new();
+        manifest
+            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        let mut stats = DeletedStats::default();
+        let deleted = delete_archive(
+            &mut f.repo,
+            &f.key,
+            &mut manifest,
+            &mut index,
+            "a1",
+            &mut stats,
+        )
+        .expect("delete");
+        assert_eq!(deleted, 4, "archive object, two item chunks, c1");
+        assert!(manifest.archives.is_empty());
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.get(&shared).map(|e| e.refcount), Some(1));
+        // Every reference the archive held was released; the part item's are not shown, and
+        // c1's last reference is the part item's, so it is not in the deduplicated size.
+        assert_eq!(stats.original_size, before.total_size - 1000);
+        assert_eq!(stats.compressed_size, before.total_csize - c1_csize);
+        let c2_csize = index.get(&shared).map_or(0, |e| e.csize as u64);
+        assert_eq!(
+            stats.deduplicated_size,
+            before.unique_csize - c2_csize - c1_csize
+        );
+        f.repo.commit(CommitOptions::default()).expect("commit");
+        assert_eq!(f.repo.object_count().expect("count"), 1);
+        // An index that lacks a referenced chunk is corrupt: nothing is half-deleted silently.
+        let mut f = fixture();
+        let mut manifest = Manifest::new();
+        manifest
+            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        let mut empty = ChunkIndex::new();
+        let err = delete_archive(
+            &mut f.repo,
+            &f.key,
+            &mut manifest,
+            &mut empty,
+            "a1",
+            &mut stats,
+        );
+        assert!(err.is_err());
+    }
 }

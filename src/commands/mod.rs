@@ -9,6 +9,8 @@
 pub mod create;
 pub mod delete;
 pub mod error;
+pub mod extract;
+pub mod info;
 pub mod init;
 pub mod key;
 pub mod rename;

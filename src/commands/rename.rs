@@ -55,13 +55,14 @@ pub fn rename_archive(
         )
         .map_err(|e| CommandError::other(e.to_string()))?;
     let csize = envelope.len() as u32;
+    let size = data.len() as u32;
     if cache.index.contains(&new_id) {
         cache.index.incref(&new_id);
     } else {
         session.repository.put(&new_id, envelope)?;
         cache
             .index
-            .add(&new_id, data.len() as u32, csize)
+            .add(&new_id, size, csize)
             .map_err(|e| CommandError::other(e.to_string()))?;
     }
     session.opened.manifest.rename_archive(old, new, new_id)?;
@@ -72,6 +73,10 @@ pub fn rename_archive(
         .invalidate()
         .map_err(|e| CommandError::other(e.to_string()))?;
     session.write_manifest_and_commit()?;
+    // The next sync need not read the renamed archive again.
+    cache
+        .move_archive_index(&entry.id, &new_id, size, csize)
+        .map_err(|e| CommandError::other(e.to_string()))?;
     cache
         .save(&session.opened.manifest)
         .map_err(|e| CommandError::other(e.to_string()))?;

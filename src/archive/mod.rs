@@ -8,6 +8,7 @@ mod item;
 mod metadata;
 pub mod reader;
 mod stream;
+pub mod writer;
 
 pub use item::{ChunkRef, Item, ItemError, ITEM_KEYS};
 pub use metadata::{format_time, parse_time, ArchiveMetadata};

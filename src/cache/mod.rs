@@ -12,8 +12,8 @@ mod files_cache;
 mod store;
 pub mod sync;
 
-pub use chunk_index::{ChunkEntry, ChunkIndex, ChunkStats, MAX_REFCOUNT};
-pub use files_cache::{FileCacheEntry, FileStatus, FilesCache, FilesCacheMode};
+pub use chunk_index::{ChunkEntry, ChunkIndex, ChunkStats, SizeMismatch, MAX_REFCOUNT};
+pub use files_cache::{FileCacheEntry, FileStat, FileStatus, FilesCache, FilesCacheMode};
 pub use store::{read_checked, write_atomically};
 pub use sync::{ChunkCache, SyncError};
 

@@ -6,6 +6,7 @@ mod break_lock;
 mod check;
 mod common;
 mod compact;
+mod create;
 mod delete;
 mod error;
 mod exit;
@@ -55,6 +56,8 @@ enum Command {
     /// Check or write a configuration file for `rborg run`.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Create a new archive.
+    Create(create::CreateArgs),
     /// Initialize an empty repository.
     Init(init::InitArgs),
     /// Manage a keyfile or repokey of a repository.
@@ -146,6 +149,7 @@ fn run(ctx: &Context, command: Command) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
         Command::BreakLock(args) => break_lock::run(ctx, args),
+        Command::Create(args) => create::run(ctx, args),
         Command::Init(args) => init::run(ctx, args),
         Command::Key(command) => key::run(ctx, command),
         Command::Run(args) => run::run(ctx, args),

@@ -12,6 +12,7 @@
 
 #[doc(hidden)]
 pub mod bench_data;
+mod key;
 mod parallel;
 mod reference;
 

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Side-by-side `rborg create` vs `borg create` (1.4.5): same data, repokey, auto,zstd,
+# locally and over loopback ssh (borg 1.4.5 `borg serve` on the far side for both), first run
+# and unchanged re-run, wall time and peak RSS from /usr/bin/time -v.
+#
+#   scripts/bench-create.sh [--big-mib N] [--small-src DIR] [--only big|small] [--where local|ssh|both]
+#
+# Data: a large-file set (N MiB in 4 files, half compressible text, half random) and a
+# many-small-files set (a copy of DIR, default /usr/share). Prints one table with ratios
+# (borg time / rborg time: above 1 means rborg is faster) and both peak RSS values.
+set -euo pipefail
+
+BIG_MIB=1024
+SMALL_SRC=/usr/share
+ONLY=both
+WHERE=both
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --big-mib) BIG_MIB=$2; shift 2 ;;
+        --small-src) SMALL_SRC=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
+        --where) WHERE=$2; shift 2 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+BORG=${RBORG_BORG14:-/work/main/target/peers/borg-1.4.5/bin/borg}
+RBORG=$HERE/target/release/rborg
+[ -x "$BORG" ] || { echo "borg 1.4.5 not found at $BORG" >&2; exit 1; }
+(cd "$HERE" && cargo build --release --quiet)
+
+W=$(mktemp -d /tmp/rborg-bench-create.XXXXXX)
+SSHD_PID=
+cleanup() {
+    if [ -n "$SSHD_PID" ]; then kill "$SSHD_PID" 2>/dev/null || true; fi
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+export BORG_PASSPHRASE=bench BORG_BASE_DIR=$W/base
+export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+mkdir -p "$W/base"
+
+# --- data ---------------------------------------------------------------------------------
+make_big() {
+    mkdir -p "$W/data/big"
+    local per=$((BIG_MIB / 4))
+    python3 - "$W/data/big" "$per" <<'EOF'
+import os, sys, random
+d, per = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(42)
+words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(5000)]
+for i in range(4):
+    with open(os.path.join(d, f"f{i}"), "wb") as f:
+        left = per << 20
+        while left > 0:
+            if i % 2 == 0:
+                # log-like text, compressible about 3-4x
+                line = b" ".join(rnd.choice(words) for _ in range(12)) + b"\n"
+                block = line * 1 + b"".join(b" ".join(rnd.choice(words) for _ in range(12)) + b"\n" for _ in range(2000))
+            else:
+                block = os.urandom(1 << 20)
+            block = block[:left]
+            f.write(block)
+            left -= len(block)
+EOF
+}
+make_small() {
+    mkdir -p "$W/data"
+    cp -a "$SMALL_SRC" "$W/data/small"
+}
+
+# --- loopback sshd ------------------------------------------------------------------------
+start_sshd() {
+    mkdir -p /run/sshd "$W/ssh"
+    ssh-keygen -q -t ed25519 -N '' -f "$W/ssh/host" >/dev/null
+    ssh-keygen -q -t ed25519 -N '' -f "$W/ssh/client" >/dev/null
+    cp "$W/ssh/client.pub" "$W/ssh/authorized_keys"
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    cat > "$W/ssh/sshd_config" <<EOF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $W/ssh/host
+PidFile $W/ssh/sshd.pid
+AuthorizedKeysFile $W/ssh/authorized_keys
+PermitRootLogin yes
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+LogLevel ERROR
+EOF
+    /usr/sbin/sshd -D -e -f "$W/ssh/sshd_config" 2>"$W/ssh/log" &
+    SSHD_PID=$!
+    for _ in $(seq 50); do
+        if ssh-keyscan -p "$port" 127.0.0.1 >"$W/ssh/scan" 2>/dev/null && [ -s "$W/ssh/scan" ]; then break; fi
+        sleep 0.1
+    done
+    sed "s/^127.0.0.1/[127.0.0.1]:$port/" "$W/ssh/scan" > "$W/ssh/known_hosts"
+    export BORG_RSH="ssh -F /dev/null -i $W/ssh/client -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile=$W/ssh/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR -p $port"
+    export BORG_REMOTE_PATH=$BORG
+    SSH_PREFIX="ssh://root@127.0.0.1:$port"
+}
+
+# --- one timed run ------------------------------------------------------------------------
+# run TOOL REPO ARCHIVE DATA -> prints "seconds maxrss_kib"
+timed() {
+    local tool=$1 repo=$2 archive=$3 data=$4 bin
+    if [ "$tool" = borg ]; then bin=$BORG; else bin=$RBORG; fi
+    (cd "$W/data" && /usr/bin/time -v -o "$W/time.txt" "$bin" create -C auto,zstd "$repo::$archive" "$data" >/dev/null 2>"$W/err.txt") || {
+        echo "$tool create failed:" >&2; cat "$W/err.txt" >&2; exit 1; }
+    local wall rss
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$W/time.txt" |
+        awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$W/time.txt")
+    echo "$wall $rss"
+}
+
+declare -a ROWS
+bench_set() {
+    local set=$1 where=$2 bytes files
+    bytes=$(du -sb "$W/data/$set" | cut -f1)
+    files=$(find "$W/data/$set" -type f | wc -l)
+    local results=()
+    for tool in borg rborg; do
+        local repo
+        if [ "$where" = local ]; then repo=$W/repo-$set-$tool-local; else repo=$SSH_PREFIX$W/repo-$set-$tool-ssh; fi
+        # each tool gets its own repository and cache
+        export BORG_CACHE_DIR=$W/cache-$set-$tool-$where
+        "$BORG" init -e repokey "$repo" >/dev/null 2>&1
+        sync
+        results+=("$(timed "$tool" "$repo" first "$set")")
+        results+=("$(timed "$tool" "$repo" rerun "$set")")
+    done
+    read -r bf bfr <<<"${results[0]}"; read -r br brr <<<"${results[1]}"
+    read -r rf rfr <<<"${results[2]}"; read -r rr rrr <<<"${results[3]}"
+    ROWS+=("$(python3 - "$set" "$where" "$bytes" "$files" "$bf" "$bfr" "$br" "$brr" "$rf" "$rfr" "$rr" "$rrr" <<'EOF'
+import sys
+s, w, b, n, bf, bfr, br, brr, rf, rfr, rr, rrr = sys.argv[1:]
+b, n = int(b), int(n)
+bf, br, rf, rr = map(float, (bf, br, rf, rr))
+mb = b / 1e6
+def row(run, bt, brss, rt, rrss):
+    return (f"| {s} | {w} | {run} | {bt:.2f} s | {rt:.2f} s | {bt/rt:.2f}x | "
+            f"{mb/bt:.0f} / {mb/rt:.0f} MB/s | {n/bt:.0f} / {n/rt:.0f} files/s | "
+            f"{int(brss)/1024:.0f} / {int(rrss)/1024:.0f} MiB |")
+print(row("first", bf, bfr, rf, rfr))
+print(row("re-run", br, brr, rr, rrr))
+EOF
+)")
+}
+
+case $ONLY in big) make_big ;; small) make_small ;; *) make_big; make_small ;; esac
+sets=()
+case $ONLY in big) sets=(big) ;; small) sets=(small) ;; *) sets=(big small) ;; esac
+wheres=()
+case $WHERE in local) wheres=(local) ;; ssh) wheres=(ssh) ;; *) wheres=(local ssh) ;; esac
+for w in "${wheres[@]}"; do
+    [ "$w" = ssh ] && [ -z "$SSHD_PID" ] && start_sshd
+    for s in "${sets[@]}"; do
+        bench_set "$s" "$w"
+    done
+done
+
+echo
+echo "borg 1.4.5 vs rborg $(git -C "$HERE" rev-parse --short HEAD), -C auto,zstd, repokey, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "big: $BIG_MIB MiB in 4 files (2 text, 2 random); small: copy of $SMALL_SRC"
+echo
+echo "| set | where | run | borg | rborg | speed-up | throughput borg / rborg | files/s borg / rborg | peak RSS borg / rborg |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
+for r in "${ROWS[@]}"; do echo "$r"; done

@@ -1,0 +1,838 @@
+//! `create`: back up paths into a new archive (borg's `do_create` with `Archive`,
+//! `FilesystemObjectProcessors` and `ChunksProcessor`).
+//!
+//! The pipeline, one stage per line:
+//!
+//! ```text
+//! walk (fs::Walker, borg's order, patterns, status letters)
+//!  → item draft with open fd (fs::FsObjectProcessor)
+//!  → files cache: unchanged files are not read, their chunks are incref'd (all must be known)
+//!  → read + chunk (chunker::AnyChunker on the fd)
+//!  → id hash → dedup lookup → compress → IV (reserved via NonceManager) → seal
+//!    (pipeline::seal_stream[_parallel], on all cores for large files, in chunk order)
+//!  → put (remote puts are asynchronous; the RPC layer keeps a window)
+//!  → item into the item stream buffer (archive::writer::ItemBuffer)
+//! end: flush items → archive metadata + TAM → manifest entry → one manifest write + commit
+//!      → chunk index, per-archive index and files cache saved.
+//! ```
+//!
+//! Checkpoints (`<name>.checkpoint`) are written between files once `checkpoint_interval` has
+//! passed, and on the first SIGINT before stopping; SIGTERM stops without one. A stop before
+//! the final commit leaves the repository at its previous commit (or the last checkpoint).
+
+use std::fs::File;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::{CommandError, Session};
+use crate::archive::writer::{
+    store_archive_metadata, ChunkStore, ItemBuffer, Stats, StreamError, WriteError,
+};
+use crate::archive::{format_time, ArchiveMetadata, ChunkRef, Item};
+use crate::cache::sync::ChunkCache;
+use crate::cache::{repository_cache_dir, FileStat, FileStatus, FilesCache, FilesCacheMode};
+use crate::chunker::{AnyChunker, ChunkerParams, FixedChunker};
+use crate::compress::CompressionSpec;
+use crate::fs::{
+    Entry, FsObjectProcessor, MetadataOptions, VisitError, Visitor, WalkOptions, WalkWarning,
+    Walker,
+};
+use crate::msgpack::Value;
+use crate::pipeline::ParallelOptions;
+use crate::settings::Environment;
+
+/// What to back up and how.
+#[derive(Debug)]
+pub struct CreateOptions {
+    /// The archive name (placeholders already expanded).
+    pub name: String,
+    /// Paths to back up; `-` reads stdin.
+    pub paths: Vec<Vec<u8>>,
+    /// The item path for stdin (`--stdin-name`).
+    pub stdin_name: String,
+    /// `--compression`.
+    pub compression: CompressionSpec,
+    /// `--chunker-params`.
+    pub chunker_params: ChunkerParams,
+    /// `--comment`.
+    pub comment: String,
+    /// `--timestamp`.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// `--checkpoint-interval`.
+    pub checkpoint_interval: Duration,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// Walk options (patterns, exclusions, `--one-file-system`, `--read-special`).
+    pub walk: WalkOptions,
+    /// Item metadata options.
+    pub metadata: MetadataOptions,
+    /// `--files-cache`.
+    pub files_cache_mode: FilesCacheMode,
+    /// `BORG_FILES_CACHE_TTL`.
+    pub files_cache_ttl: u8,
+    /// `--sparse` (fixed chunker only, as in borg).
+    pub sparse: bool,
+    /// The command line, stored in the archive.
+    pub cmdline: Vec<String>,
+    /// Host name stored in the archive.
+    pub hostname: String,
+    /// User name stored in the archive.
+    pub username: String,
+    /// Working directory (stored; also the base of the files cache's path keys).
+    pub cwd: String,
+    /// Worker threads (0: one per CPU).
+    pub threads: usize,
+}
+
+/// Progress as the run goes: bytes and files so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Original bytes processed.
+    pub original: u64,
+    /// Stored bytes.
+    pub compressed: u64,
+    /// New stored bytes.
+    pub deduplicated: u64,
+    /// Files done.
+    pub nfiles: u64,
+}
+
+/// borg 1.4's modern warning code for a warning message (`BackupOSError` 104 and its
+/// `FileNotFound` 107, `Permission` 105, `IOError` 106 subclasses; `FileChangedWarning` 100).
+pub fn warning_code(message: &str) -> u8 {
+    if message.contains("changed while we backed it up") {
+        100
+    } else if message.contains("[Errno 2]") {
+        107
+    } else if message.contains("[Errno 13]") || message.contains("[Errno 1]") {
+        105
+    } else if message.contains("[Errno 5]") {
+        106
+    } else {
+        104
+    }
+}
+
+/// Where `create` reports as it goes (the command line prints; tests collect).
+pub trait CreateOutput {
+    /// A `--list` line.
+    fn status(&mut self, status: char, path: &[u8]);
+    /// A warning (exit 1 at the end).
+    fn warning(&mut self, message: &str);
+    /// Called after each chunk and file; the receiver rate-limits its output.
+    fn progress(&mut self, _progress: &Progress) {}
+}
+
+/// What a finished `create` reports (borg's `--stats` / `--json` data).
+#[derive(Debug, Clone)]
+pub struct CreateResult {
+    /// The archive name.
+    pub name: String,
+    /// The archive id (zero for `--dry-run`).
+    pub id: [u8; 32],
+    /// Start time (as stored).
+    pub start: DateTime<Utc>,
+    /// End time (as stored).
+    pub end: DateTime<Utc>,
+    /// Wall-clock duration.
+    pub duration: Duration,
+    /// The archive's statistics.
+    pub stats: Stats,
+    /// Warnings given.
+    pub warnings: usize,
+    /// Files whose content was read (not taken from the files cache).
+    pub files_read: u64,
+    /// Content bytes read.
+    pub bytes_read: u64,
+    /// The chunk index totals after the run.
+    pub cache: crate::cache::ChunkStats,
+    /// Size of the archive metadata object (for `limits.max_archive_size`).
+    pub archive_object_size: u64,
+}
+
+/// Stop requests from signals: SIGINT (checkpoint, then stop) and SIGTERM (stop now).
+#[derive(Debug, Clone, Default)]
+pub struct StopFlags {
+    /// Set by SIGINT.
+    pub sigint: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by SIGTERM (or SIGHUP).
+    pub sigterm: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StopFlags {
+    /// Flags set by the process's SIGINT, SIGTERM and SIGHUP handlers.
+    pub fn from_signals() -> std::io::Result<StopFlags> {
+        let f = StopFlags::default();
+        signal_hook::flag::register(signal_hook::consts::SIGINT, f.sigint.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, f.sigterm.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, f.sigterm.clone())?;
+        Ok(f)
+    }
+}
+
+fn write_err(e: WriteError) -> CommandError {
+    CommandError::other(e.to_string())
+}
+
+fn cache_err(e: impl std::fmt::Display) -> CommandError {
+    CommandError::other(e.to_string())
+}
+
+/// Runs `create` on an open session.
+pub fn create(
+    session: &mut Session,
+    env: &Environment,
+    opts: CreateOptions,
+    stop: &StopFlags,
+    out: &mut dyn CreateOutput,
+) -> Result<CreateResult, CommandError> {
+    let started = Instant::now();
+    if session.opened.manifest.archive(&opts.name).is_some() {
+        return Err(crate::manifest::ManifestError::ArchiveExists(opts.name.clone()).into());
+    }
+    let mut walk = opts.walk;
+    walk.dry_run = opts.dry_run;
+    let cache_dir = repository_cache_dir(env, session.repository.id()).map_err(cache_err)?;
+    if opts.dry_run {
+        let mut v = DryRun { out, warnings: 0 };
+        Walker::new(walk)
+            .walk(&opts.paths, &mut v)
+            .map_err(|e| CommandError::other(e.to_string()))?;
+        let now = Utc::now();
+        return Ok(CreateResult {
+            name: opts.name,
+            id: [0; 32],
+            start: now,
+            end: now,
+            duration: started.elapsed(),
+            stats: Stats::default(),
+            warnings: v.warnings,
+            files_read: 0,
+            bytes_read: 0,
+            cache: Default::default(),
+            archive_object_size: 0,
+        });
+    }
+    let mut chunk_cache = ChunkCache::load_or_sync(
+        session.repository.as_mut(),
+        &session.opened.key.key,
+        &session.opened.manifest,
+        env,
+        false,
+    )
+    .map_err(|e| CommandError::Other {
+        message: e.to_string(),
+        code: e.exit_code(),
+    })?;
+    let files_path = cache_dir.join("rborg-files");
+    let files_cache =
+        match FilesCache::load(&files_path, opts.files_cache_mode, opts.files_cache_ttl) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("{e}; starting with an empty files cache");
+                FilesCache::new(opts.files_cache_mode, opts.files_cache_ttl)
+            }
+        };
+    let chunker_value = chunker_params_value(&opts.chunker_params);
+    let key = &session.opened.key.key;
+    let seed = key.chunk_seed() as i64;
+    // A window of one chunk per worker plus two was as fast as larger ones in
+    // scripts/bench-create.sh and holds far less in flight than the pipeline's default
+    // (peak RSS is a target: no more than borg's).
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let parallel = ParallelOptions {
+        threads,
+        window: threads + 2,
+    };
+    let mut checkpoints = Checkpoints::new(&session.opened.manifest, &opts.name);
+    let mut skip = std::mem::take(&mut walk.skip_inodes);
+    if let Ok(st) = crate::fs::stat::lstat(cache_dir.as_os_str().as_encoded_bytes()) {
+        skip.insert((st.ino, st.dev));
+    }
+    walk.skip_inodes = skip;
+    // Split borrows: the store writes through the repository, key and nonces of the session;
+    // the manifest is changed only at checkpoints and at the end.
+    let Session {
+        repository, opened, ..
+    } = session;
+    let manifest = &mut opened.manifest;
+    let store = ChunkStore::new(
+        repository.as_mut(),
+        &opened.key.key,
+        &mut opened.nonces,
+        &mut chunk_cache.index,
+        opts.compression.clone(),
+        parallel,
+    );
+    let warnings = Arc::new(AtomicUsize::new(0));
+    let mut state = Run {
+        store,
+        processor: FsObjectProcessor::new(opts.metadata),
+        items: ItemBuffer::new(),
+        stats: Stats::default(),
+        meta_stats: Stats::default(),
+        files_cache,
+        chunker_params: opts.chunker_params,
+        seed,
+        sparse: opts.sparse,
+        cwd: opts.cwd.clone().into_bytes(),
+        out,
+        warnings: warnings.clone(),
+        files_read: 0,
+        bytes_read: 0,
+        progress: Progress::default(),
+        stop,
+        interrupted: None,
+    };
+    let base_meta = ArchiveMetadata {
+        version: 1,
+        name: opts.name.clone(),
+        items: vec![],
+        cmdline: opts.cmdline.clone(),
+        hostname: opts.hostname.clone(),
+        username: opts.username.clone(),
+        time: String::new(),
+        time_end: None,
+        comment: opts.comment.clone(),
+        chunker_params: Some(chunker_value),
+        size: None,
+        csize: None,
+        nfiles: None,
+        size_parts: None,
+        csize_parts: None,
+        nfiles_parts: None,
+        cwd: Some(opts.cwd.clone()),
+        other: vec![],
+    };
+    let mut last_checkpoint = Instant::now();
+    let walker = Walker::new(walk);
+    let mut fs_paths = Vec::new();
+    for p in &opts.paths {
+        if p.as_slice() == b"-" {
+            state.process_stdin(&opts.stdin_name)?;
+        } else {
+            fs_paths.push(p.clone());
+        }
+    }
+    // The walk runs one root at a time so that checkpoints can happen between roots as well
+    // as between files (inside the visitor).
+    let mut walk_result = Ok(());
+    {
+        let mut cp = CheckpointingVisitor {
+            run: &mut state,
+            manifest,
+            checkpoints: &mut checkpoints,
+            base: &base_meta,
+            interval: opts.checkpoint_interval,
+            last: &mut last_checkpoint,
+            started,
+            timestamp: opts.timestamp,
+            files_path: &files_path,
+        };
+        if let Err(e) = walker.walk(&fs_paths, &mut cp) {
+            walk_result = Err(e);
+        }
+    }
+    if let Err(e) = walk_result {
+        // Nothing after the last commit (or checkpoint) is committed: the repository stays
+        // as it was.
+        return Err(CommandError::other(e.to_string()));
+    }
+    // The final save (`Archive.save`).
+    let (meta, start, end) =
+        finish_metadata(&base_meta, &opts.name, &mut state, started, opts.timestamp)
+            .map_err(write_err)?;
+    let (id, packed_len) = store_archive_metadata(&mut state.store, &meta, &mut state.meta_stats)
+        .map_err(write_err)?;
+    let Run {
+        mut store,
+        stats,
+        files_cache,
+        files_read,
+        bytes_read,
+        ..
+    } = state;
+    let refs = std::mem::take(&mut store.refs);
+    drop(store);
+    checkpoints.drop_uncommitted(manifest);
+    manifest
+        .add_archive(&opts.name, id, &meta.time)
+        .map_err(CommandError::from)?;
+    session.write_manifest_and_commit()?;
+    // Caches after the commit, as borg's `cache.commit()`.
+    if let Err(e) = chunk_cache.save(&session.opened.manifest) {
+        log::warn!("saving the chunk index failed: {e}");
+    }
+    if let Err(e) = chunk_cache.save_archive_index(&id, &refs) {
+        log::warn!("saving the archive index failed: {e}");
+    }
+    if let Err(e) = files_cache.save(&files_path) {
+        log::warn!("saving the files cache failed: {e}");
+    }
+    Ok(CreateResult {
+        name: opts.name,
+        id,
+        start,
+        end,
+        duration: started.elapsed(),
+        stats,
+        warnings: warnings.load(Ordering::Relaxed),
+        files_read,
+        bytes_read,
+        cache: chunk_cache.index.stats(),
+        archive_object_size: packed_len as u64,
+    })
+}
+
+/// `["buzhash", 19, 23, 21, 4095]` or `["fixed", block, header]`, as borg stores them.
+pub fn chunker_params_value(p: &ChunkerParams) -> Value {
+    match p {
+        ChunkerParams::Buzhash(b) => Value::Array(vec![
+            Value::str("buzhash"),
+            Value::from(b.min_exp as u64),
+            Value::from(b.max_exp as u64),
+            Value::from(b.mask_bits as u64),
+            Value::from(b.window_size as u64),
+        ]),
+        ChunkerParams::Fixed {
+            block_size,
+            header_size,
+        } => Value::Array(vec![
+            Value::str("fixed"),
+            Value::from(*block_size as u64),
+            Value::from(*header_size as u64),
+        ]),
+    }
+}
+
+/// Flushes the item stream and builds the metadata for `name` (`Archive.save`'s times:
+/// `start = end - duration`, or `--timestamp` and `timestamp + duration`).
+fn finish_metadata(
+    base: &ArchiveMetadata,
+    name: &str,
+    run: &mut Run<'_, '_>,
+    started: Instant,
+    timestamp: Option<DateTime<Utc>>,
+) -> Result<(ArchiveMetadata, DateTime<Utc>, DateTime<Utc>), WriteError> {
+    run.items.flush(&mut run.store, &mut run.meta_stats, true)?;
+    let duration = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+    let (start, end) = match timestamp {
+        None => {
+            let end = Utc::now();
+            (end - duration, end)
+        }
+        Some(t) => (t, t + duration),
+    };
+    let s = &run.stats;
+    let meta = ArchiveMetadata {
+        name: name.to_string(),
+        items: run.items.chunks.clone(),
+        time: format_time(&start),
+        time_end: Some(format_time(&end)),
+        size: Some(s.osize),
+        csize: Some(s.csize),
+        nfiles: Some(s.nfiles),
+        size_parts: Some(s.osize_parts),
+        csize_parts: Some(s.csize_parts),
+        nfiles_parts: Some(s.nfiles_parts),
+        ..base.clone()
+    };
+    Ok((meta, start, end))
+}
+
+/// Checkpoint naming and the uncommitted-undo of the previous checkpoint.
+struct Checkpoints {
+    name: String,
+    /// The archive id of the checkpoint committed last, still listed in the manifest.
+    current: Option<[u8; 32]>,
+}
+
+impl Checkpoints {
+    /// `<name>.checkpoint`, or `.checkpoint.N` with the smallest free N.
+    fn new(manifest: &crate::manifest::Manifest, name: &str) -> Self {
+        let mut cp = format!("{name}.checkpoint");
+        let mut n = 1;
+        while manifest.archive(&cp).is_some() {
+            cp = format!("{name}.checkpoint.{n}");
+            n += 1;
+        }
+        Checkpoints {
+            name: cp,
+            current: None,
+        }
+    }
+
+    /// Removes the committed checkpoint from the manifest (the next commit drops it).
+    fn drop_uncommitted(&mut self, manifest: &mut crate::manifest::Manifest) {
+        if self.current.take().is_some() {
+            let _ = manifest.remove_archive(&self.name);
+        }
+    }
+}
+
+struct CheckpointingVisitor<'r, 's, 'o, 'm> {
+    run: &'r mut Run<'s, 'o>,
+    manifest: &'m mut crate::manifest::Manifest,
+    checkpoints: &'m mut Checkpoints,
+    base: &'m ArchiveMetadata,
+    interval: Duration,
+    last: &'m mut Instant,
+    started: Instant,
+    timestamp: Option<DateTime<Utc>>,
+    files_path: &'m std::path::Path,
+}
+
+impl CheckpointingVisitor<'_, '_, '_, '_> {
+    /// `write_checkpoint`: save the archive under the checkpoint name, write the manifest and
+    /// commit; then, uncommitted, take it out again and drop its metadata reference.
+    fn checkpoint(&mut self) -> Result<(), VisitError> {
+        let fatal = |e: String| VisitError::Fatal(e.into());
+        self.checkpoints.drop_uncommitted(self.manifest);
+        let name = self.checkpoints.name.clone();
+        let (mut meta, _, _) =
+            finish_metadata(self.base, &name, self.run, self.started, self.timestamp)
+                .map_err(|e| fatal(e.to_string()))?;
+        // borg 1.4.5 writes zero statistics into checkpoint archives.
+        meta.size = Some(0);
+        meta.csize = Some(0);
+        meta.nfiles = Some(0);
+        meta.size_parts = Some(0);
+        meta.csize_parts = Some(0);
+        meta.nfiles_parts = Some(0);
+        let mut scratch = Stats::default();
+        let (id, _) = store_archive_metadata(&mut self.run.store, &meta, &mut scratch)
+            .map_err(|e| fatal(e.to_string()))?;
+        self.manifest
+            .add_archive(&name, id, &meta.time)
+            .map_err(|e| fatal(e.to_string()))?;
+        self.run
+            .store
+            .commit_manifest(self.manifest)
+            .map_err(|e| fatal(e.to_string()))?;
+        self.checkpoints.current = Some(id);
+        // Uncommitted from here: the checkpoint's metadata object loses its reference, so
+        // the next commit (checkpoint or final) deletes it.
+        let r = ChunkRef {
+            id,
+            size: 0,
+            csize: 0,
+        };
+        self.run
+            .store
+            .decref(&[r])
+            .map_err(|e| fatal(e.to_string()))?;
+        if let Err(e) = self.run.files_cache.save(self.files_path) {
+            log::warn!("saving the files cache failed: {e}");
+        }
+        *self.last = Instant::now();
+        Ok(())
+    }
+}
+
+impl Visitor for CheckpointingVisitor<'_, '_, '_, '_> {
+    fn entry(&mut self, entry: &Entry<'_>) -> Result<Option<char>, VisitError> {
+        if self.run.stop.sigterm.load(Ordering::Relaxed) {
+            self.run.interrupted = Some("SIGTERM");
+            return Err(VisitError::Fatal(
+                "Got SIGTERM, stopping without saving.".into(),
+            ));
+        }
+        if self.run.stop.sigint.load(Ordering::Relaxed) {
+            self.run.interrupted = Some("SIGINT");
+            self.checkpoint()?;
+            return Err(VisitError::Fatal("Got Ctrl-C / SIGINT.".into()));
+        }
+        let r = self.run.entry(entry);
+        if !self.interval.is_zero() && self.last.elapsed() >= self.interval {
+            self.checkpoint()?;
+        }
+        r
+    }
+
+    fn status(&mut self, status: char, path: &[u8]) {
+        self.run.out.status(status, path);
+    }
+
+    fn warning(&mut self, warning: WalkWarning) {
+        self.run.warnings.fetch_add(1, Ordering::Relaxed);
+        self.run.out.warning(&warning.to_string());
+    }
+}
+
+impl ChunkStore<'_> {
+    /// Writes `manifest` and commits (a checkpoint's commit).
+    fn commit_manifest(
+        &mut self,
+        manifest: &mut crate::manifest::Manifest,
+    ) -> Result<(), crate::manifest::ManifestError> {
+        let (repo, key, nonces) = self.parts();
+        manifest.write(repo, key, nonces, &crate::manifest::DefaultCodec)?;
+        repo.commit(crate::repository::CommitOptions::default())?;
+        Ok(())
+    }
+}
+
+/// The state of one run.
+struct Run<'s, 'o> {
+    store: ChunkStore<'s>,
+    processor: FsObjectProcessor,
+    items: ItemBuffer,
+    stats: Stats,
+    meta_stats: Stats,
+    files_cache: FilesCache,
+    chunker_params: ChunkerParams,
+    seed: i64,
+    sparse: bool,
+    cwd: Vec<u8>,
+    out: &'o mut dyn CreateOutput,
+    warnings: Arc<AtomicUsize>,
+    files_read: u64,
+    bytes_read: u64,
+    progress: Progress,
+    stop: &'o StopFlags,
+    interrupted: Option<&'static str>,
+}
+
+fn fatal(e: impl std::fmt::Display) -> VisitError {
+    VisitError::Fatal(e.to_string().into())
+}
+
+impl Run<'_, '_> {
+    fn add_item(&mut self, item: &Item) -> Result<(), VisitError> {
+        self.items
+            .add(item, &mut self.store, &mut self.meta_stats)
+            .map_err(fatal)
+    }
+
+    fn update_progress(&mut self) {
+        self.progress.original = self.stats.osize;
+        self.progress.compressed = self.stats.csize;
+        self.progress.deduplicated = self.stats.usize;
+        self.progress.nfiles = self.stats.nfiles;
+        self.out.progress(&self.progress);
+    }
+
+    /// Reads a stream into chunks. A read error is a per-file problem.
+    fn read_content(
+        &mut self,
+        file: File,
+        size: u64,
+        special: bool,
+    ) -> Result<Vec<ChunkRef>, VisitError> {
+        let params = self.chunker_params;
+        let stats = &mut self.stats;
+        let out = &mut *self.out;
+        let mut progress = self.progress;
+        let mut on_chunk = |n: u64| {
+            progress.original += n;
+            out.progress(&progress);
+        };
+        let result = match params {
+            ChunkerParams::Fixed {
+                block_size,
+                header_size,
+            } if self.sparse && !special => {
+                let c = FixedChunker::sparse(file, block_size, header_size).map_err(fatal)?;
+                self.store.store_stream(c, size, stats, &mut on_chunk)
+            }
+            _ => {
+                let c = AnyChunker::new(file, params, self.seed).map_err(fatal)?;
+                self.store.store_stream(c, size, stats, &mut on_chunk)
+            }
+        };
+        match result {
+            Ok(s) => {
+                self.files_read += 1;
+                self.bytes_read += s.bytes;
+                Ok(s.chunks)
+            }
+            Err(StreamError::Read(e)) => Err(VisitError::Backup(match e.raw_os_error() {
+                // As Python words an OSError: "[Errno 5] Input/output error".
+                Some(n) => format!("read: [Errno {n}] {}", crate::fs::strerror(n)),
+                None => format!("read: {e}"),
+            })),
+            Err(StreamError::Write(e)) => Err(fatal(e)),
+        }
+    }
+
+    fn entry(&mut self, entry: &Entry<'_>) -> Result<Option<char>, VisitError> {
+        let Some(mut draft) = self.processor.process(entry)? else {
+            return Ok(Some('x'));
+        };
+        for w in &draft.warnings {
+            log::warn!("{}: {w}", crate::fs::display_path(&entry.path));
+        }
+        let mut status = draft.status;
+        if let Some(fd) = draft.content.take() {
+            let st = draft.stat;
+            let fstat = FileStat {
+                inode: st.ino,
+                size: st.size.max(0) as u64,
+                ctime: st.ctime_ns,
+                mtime: st.mtime_ns,
+            };
+            let path_hash = (!draft.special).then(|| {
+                let abs = crate::fs::path::join(&self.cwd, &entry.path);
+                self.store.key().id_hash(&abs)
+            });
+            let mut chunks = None;
+            let letter = match path_hash.map(|h| self.files_cache.lookup(&h, &fstat)) {
+                Some(FileStatus::Unchanged(ids)) => {
+                    if ids.iter().all(|id| self.store.index.contains(id)) {
+                        let mut refs = Vec::with_capacity(ids.len());
+                        for id in &ids {
+                            if let Some(r) = self.store.incref(id, &mut self.stats, false) {
+                                refs.push(r);
+                            }
+                        }
+                        chunks = Some(refs);
+                        'U'
+                    } else {
+                        // The cache says unchanged but a chunk is gone: read it again.
+                        'M'
+                    }
+                }
+                Some(FileStatus::Changed) => 'M',
+                Some(FileStatus::Unknown) | None => 'A',
+            };
+            self.out.status(letter, &entry.path);
+            status = None;
+            let chunks = match chunks {
+                Some(c) => c,
+                None => {
+                    let file = File::from(fd);
+                    let probe = file
+                        .try_clone()
+                        .map_err(|e| VisitError::Backup(format!("open: {e}")))?;
+                    let c = self.read_content(file, fstat.size, draft.special)?;
+                    // Changed while read? borg compares the ctime of a second fstat.
+                    let changed = !draft.special
+                        && crate::fs::stat::fstat(std::os::fd::AsFd::as_fd(&probe), &entry.path)
+                            .map(|now| now.ctime_ns != st.ctime_ns)
+                            .unwrap_or(false);
+                    if changed {
+                        status = Some('C');
+                    } else if let Some(h) = path_hash {
+                        self.files_cache
+                            .memorize(h, &fstat, c.iter().map(|r| r.id).collect());
+                    }
+                    c
+                }
+            };
+            draft.item.size = Some(chunks.iter().map(|c| c.size).sum());
+            draft.item.chunks = Some(chunks);
+            self.stats.nfiles += 1;
+        }
+        self.add_item(&draft.item)?;
+        self.processor.added(&draft);
+        self.update_progress();
+        Ok(status)
+    }
+
+    /// `-`: stdin stored as a regular file (borg's `process_pipe`).
+    fn process_stdin(&mut self, name: &str) -> Result<(), CommandError> {
+        let now = Utc::now().timestamp() * 1_000_000_000;
+        // SAFETY: fd 0 stays open for the process; it is duplicated so File owns its own fd.
+        let fd = unsafe { libc::dup(0) };
+        if fd < 0 {
+            return Err(CommandError::other(format!(
+                "stdin: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let chunks = self
+            .read_content(file, 0, true)
+            .map_err(|e| CommandError::other(e.to_string()))?;
+        let root = Some(Some(b"root".to_vec()));
+        let item = Item {
+            path: crate::fs::path::make_path_safe(name.as_bytes()),
+            mode: Some(libc::S_IFREG | 0o660),
+            uid: Some(0),
+            gid: Some(0),
+            user: root.clone(),
+            group: root,
+            mtime: now,
+            atime: Some(now),
+            ctime: Some(now),
+            size: Some(chunks.iter().map(|c| c.size).sum()),
+            chunks: Some(chunks),
+            hardlink_master: Some(false),
+            ..Item::default()
+        };
+        self.stats.nfiles += 1;
+        self.add_item(&item)
+            .map_err(|e| CommandError::other(e.to_string()))?;
+        self.out.status('A', &item.path);
+        Ok(())
+    }
+}
+
+struct DryRun<'o> {
+    out: &'o mut dyn CreateOutput,
+    warnings: usize,
+}
+
+impl Visitor for DryRun<'_> {
+    fn entry(&mut self, _entry: &Entry<'_>) -> Result<Option<char>, VisitError> {
+        Ok(Some('-'))
+    }
+    fn status(&mut self, status: char, path: &[u8]) {
+        self.out.status(status, path);
+    }
+    fn warning(&mut self, warning: WalkWarning) {
+        self.warnings += 1;
+        self.out.warning(&warning.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warning_codes_follow_borg_classes() {
+        assert_eq!(
+            warning_code("x: stat: [Errno 2] No such file or directory: 'x'"),
+            107
+        );
+        assert_eq!(
+            warning_code("x: open: [Errno 13] Permission denied: 'x'"),
+            105
+        );
+        assert_eq!(warning_code("x: read: [Errno 5] Input/output error"), 106);
+        assert_eq!(warning_code("x: file changed while we backed it up"), 100);
+        assert_eq!(warning_code("x: something else"), 104);
+    }
+
+    #[test]
+    fn chunker_params_as_borg_stores_them() {
+        let v = chunker_params_value(&"buzhash,19,23,21,4095".parse().unwrap());
+        assert_eq!(
+            crate::msgpack::encode(&v),
+            crate::msgpack::encode(&Value::Array(vec![
+                Value::str("buzhash"),
+                19u64.into(),
+                23u64.into(),
+                21u64.into(),
+                4095u64.into()
+            ]))
+        );
+        let v = chunker_params_value(&"fixed,65536".parse().unwrap());
+        assert_eq!(
+            crate::msgpack::encode(&v),
+            crate::msgpack::encode(&Value::Array(vec![
+                Value::str("fixed"),
+                65536u64.into(),
+                0u64.into()
+            ]))
+        );
+    }
+}

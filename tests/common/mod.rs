@@ -6,6 +6,8 @@
 //! Peers are found through `RBORG_BORG12` / `RBORG_BORG14`; a missing peer fails the test.
 #![allow(dead_code)]
 
+pub mod pushgateway;
+
 use std::ffi::OsString;
 use std::fs;
 use std::io::Read;

@@ -1,5 +1,6 @@
 //! `rborg init` in every mode, over ssh to a real `borg serve` (1.2.4 and 1.4.5) and on local
-//! paths, then real borg creates, lists and verifies archives in it; `rborg key export` equals
+//! paths, then real borg creates, lists and verifies archives in it; borg-made repositories in
+//! every mode open in rborg (`rborg list` over ssh); `rborg key export` equals
 //! borg's and crosses both ways; bad passphrases are clear errors that write nothing.
 
 mod common;
@@ -96,6 +97,30 @@ fn every_mode_over_ssh(peer: Peer) {
         let repo = scratch.path(&format!("repo-{mode}"));
         let url = sshd.url(&repo);
         init_then_borg(&peer, &scratch, &url, &extra, mode);
+        // The other way round: borg makes the repository and an archive, rborg opens it
+        // (key, manifest TAM) over the same ssh and lists the archive.
+        let theirs = scratch.path(&format!("borg-{mode}"));
+        let their_url = sshd.url(&theirs);
+        let mut i = vec!["init", "-e", mode];
+        i.extend_from_slice(&extra);
+        i.push(&their_url);
+        borg_ok(&peer, &scratch, &i);
+        let src = scratch.path("src");
+        let archive = format!("{their_url}::theirs-{mode}");
+        let mut c = vec!["create"];
+        c.extend_from_slice(&extra);
+        c.push(&archive);
+        c.push(src.to_str().expect("utf-8"));
+        borg_ok(&peer, &scratch, &c);
+        let mut l = vec!["list", "--short"];
+        l.extend_from_slice(&extra);
+        l.push(&their_url);
+        let out = rborg_ok(&scratch, &l);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("theirs-{mode}\n"),
+            "{mode}"
+        );
         // The repository config is borg's: borg reads it locally too.
         let cfg = fs::read_to_string(repo.join("config")).expect("config");
         assert!(cfg.starts_with("[repository]\nversion = 1\n"), "{cfg}");

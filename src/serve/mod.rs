@@ -691,3 +691,41 @@ pub fn parse_storage_quota(text: &str) -> Result<u64, String> {
     }
     Ok(bytes)
 }
+
+/// An opener that refuses every path, for fuzzing the server's message handling.
+struct RefuseAll;
+
+impl RepositoryOpener for RefuseAll {
+    fn open(&self, request: &OpenRequest) -> Result<Box<dyn Repository>, RepositoryError> {
+        Err(RepositoryError::DoesNotExist(
+            request.path.display().to_string(),
+        ))
+    }
+}
+
+/// The body of the `serve_request` fuzz target, also replayed over its corpus by `cargo test`:
+/// any byte stream on stdin ends in replies and a clean exit or a protocol error, never a
+/// panic, and every reply is valid msgpack.
+#[doc(hidden)]
+pub fn fuzz_serve(data: &[u8]) {
+    let options = ServeOptions {
+        restrict_to_paths: vec![PathBuf::from("/nonexistent-fuzz-root")],
+        ..ServeOptions::default()
+    };
+    let mut out = Vec::new();
+    let _ = Server::new(options, &RefuseAll).run(data, &mut out, io::sink());
+    // No repository ever opens, so a clean end writes borg's text line after the replies.
+    let tail = format!(
+        "rborg {}: Got connection close before repository was opened.\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let replies = out.strip_suffix(tail.as_bytes()).unwrap_or(&out);
+    let mut d = msgpack::Decoder::new(replies);
+    while !d.is_empty() {
+        let reply = d.next_value().expect("every reply is one msgpack object");
+        assert!(
+            matches!(reply, Value::Map(_) | Value::Array(_)),
+            "reply {reply:?} is neither dict nor tuple format"
+        );
+    }
+}

@@ -646,9 +646,6 @@ impl From<RepositoryError> for CallError {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 /// Opens repositories with the native local repository (what `rborg serve` uses).
 pub struct LocalOpener {
     /// Settings of the local repository (host id for locks).
@@ -729,3 +726,6 @@ pub fn fuzz_serve(data: &[u8]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -413,6 +413,34 @@ pub fn recover(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The body of the `segment_parse` fuzz target, also replayed over its corpus by `cargo test`:
+/// reading entries from any bytes ends in entries or an error, never a panic or a huge
+/// allocation; the committed-segment test and salvage agree with what they read; salvaged output
+/// reads back without errors and salvaging it again changes nothing.
+#[doc(hidden)]
+pub fn fuzz_segment(data: &[u8]) {
+    let mut reader = EntryReader::new(data, 0, 0);
+    if reader.read_magic().is_ok() {
+        let mut n = 0usize;
+        while let Ok(Some((entry, body))) = reader.next_entry() {
+            assert!(entry.size as usize >= body.len());
+            n += 1;
+            assert!(n <= data.len(), "more entries than bytes");
+        }
+    }
+    let _ = is_committed(data);
+    let salvaged = recover(data);
+    assert!(salvaged.starts_with(MAGIC));
+    let mut again = EntryReader::new(&salvaged[..], 0, 0);
+    again.read_magic().expect("salvaged segment has the magic");
+    while again
+        .next_entry()
+        .expect("salvaged entries read cleanly")
+        .is_some()
+    {}
+    assert_eq!(recover(&salvaged), salvaged, "salvage is idempotent");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,32 +551,4 @@ mod tests {
         expect.extend(&b);
         assert_eq!(recover(&seg), expect);
     }
-}
-
-/// The body of the `segment_parse` fuzz target, also replayed over its corpus by `cargo test`:
-/// reading entries from any bytes ends in entries or an error, never a panic or a huge
-/// allocation; the committed-segment test and salvage agree with what they read; salvaged output
-/// reads back without errors and salvaging it again changes nothing.
-#[doc(hidden)]
-pub fn fuzz_segment(data: &[u8]) {
-    let mut reader = EntryReader::new(data, 0, 0);
-    if reader.read_magic().is_ok() {
-        let mut n = 0usize;
-        while let Ok(Some((entry, body))) = reader.next_entry() {
-            assert!(entry.size as usize >= body.len());
-            n += 1;
-            assert!(n <= data.len(), "more entries than bytes");
-        }
-    }
-    let _ = is_committed(data);
-    let salvaged = recover(data);
-    assert!(salvaged.starts_with(MAGIC));
-    let mut again = EntryReader::new(&salvaged[..], 0, 0);
-    again.read_magic().expect("salvaged segment has the magic");
-    while again
-        .next_entry()
-        .expect("salvaged entries read cleanly")
-        .is_some()
-    {}
-    assert_eq!(recover(&salvaged), salvaged, "salvage is idempotent");
 }

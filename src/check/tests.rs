@@ -12,101 +12,8 @@ use crate::crypto::nonces::tests::MemRepo;
 use crate::manifest::DefaultCodec;
 use crate::msgpack::encode;
 
-/// MemRepo with `list`/`scan` paging by marker, as real repositories do.
-struct Paged(MemRepo);
-
-impl Paged {
-    fn page(&self, limit: Option<u32>, marker: Option<&ObjectId>) -> Vec<ObjectId> {
-        let keys = self.0.objects.keys().copied();
-        let after: Vec<ObjectId> = match marker {
-            Some(m) => keys.filter(|k| k > m).collect(),
-            None => keys.collect(),
-        };
-        after
-            .into_iter()
-            .take(limit.map_or(usize::MAX, |l| l as usize))
-            .collect()
-    }
-}
-
-impl Repository for Paged {
-    fn id(&self) -> &ObjectId {
-        self.0.id()
-    }
-    fn get(&mut self, id: &ObjectId) -> Result<Vec<u8>, RepositoryError> {
-        self.0.get(id)
-    }
-    fn get_many(
-        &mut self,
-        ids: &[ObjectId],
-        sink: &mut dyn FnMut(usize, Vec<u8>) -> Result<(), RepositoryError>,
-    ) -> Result<(), RepositoryError> {
-        self.0.get_many(ids, sink)
-    }
-    fn put(&mut self, id: &ObjectId, data: Vec<u8>) -> Result<(), RepositoryError> {
-        self.0.put(id, data)
-    }
-    fn delete(&mut self, id: &ObjectId) -> Result<(), RepositoryError> {
-        self.0.delete(id)
-    }
-    fn flush(&mut self) -> Result<(), RepositoryError> {
-        self.0.flush()
-    }
-    fn commit(&mut self, o: CommitOptions) -> Result<(), RepositoryError> {
-        self.0.commit(o)
-    }
-    fn rollback(&mut self) -> Result<(), RepositoryError> {
-        self.0.rollback()
-    }
-    fn list(
-        &mut self,
-        limit: Option<u32>,
-        marker: Option<&ObjectId>,
-    ) -> Result<Vec<ObjectId>, RepositoryError> {
-        Ok(self.page(limit, marker))
-    }
-    fn scan(
-        &mut self,
-        limit: Option<u32>,
-        marker: Option<&ObjectId>,
-    ) -> Result<Vec<ObjectId>, RepositoryError> {
-        Ok(self.page(limit, marker))
-    }
-    fn check(&mut self, r: bool, d: u64) -> Result<bool, RepositoryError> {
-        self.0.check(r, d)
-    }
-    fn object_count(&mut self) -> Result<u64, RepositoryError> {
-        self.0.object_count()
-    }
-    fn load_key(&mut self) -> Result<Vec<u8>, RepositoryError> {
-        self.0.load_key()
-    }
-    fn save_key(&mut self, k: &[u8]) -> Result<(), RepositoryError> {
-        self.0.save_key(k)
-    }
-    fn get_free_nonce(&mut self) -> Result<Option<u64>, RepositoryError> {
-        self.0.get_free_nonce()
-    }
-    fn commit_nonce_reservation(
-        &mut self,
-        next: u64,
-        start: Option<u64>,
-    ) -> Result<(), RepositoryError> {
-        self.0.commit_nonce_reservation(next, start)
-    }
-    fn break_lock(&mut self) -> Result<(), RepositoryError> {
-        self.0.break_lock()
-    }
-    fn destroy(&mut self) -> Result<(), RepositoryError> {
-        self.0.destroy()
-    }
-    fn close(&mut self) -> Result<(), RepositoryError> {
-        self.0.close()
-    }
-}
-
 struct World {
-    repo: Paged,
+    repo: MemRepo,
     key: Key,
     iv: u64,
     /// File chunk ids by file name.
@@ -119,7 +26,7 @@ impl World {
         let id = self.key.id_hash(data);
         let env = self.key.encrypt(self.iv, &DefaultCodec.compress(data));
         self.iv += 1 << 20;
-        self.repo.0.objects.insert(id, env);
+        self.repo.objects.insert(id, env);
         id
     }
 
@@ -128,10 +35,10 @@ impl World {
     fn new(n: usize, piece: usize) -> World {
         let key = Key::generate(KeyType::Repokey, &[4; 32]).unwrap();
         let mut w = World {
-            repo: Paged(MemRepo {
+            repo: MemRepo {
                 id: [4; 32],
                 ..MemRepo::default()
-            }),
+            },
             key,
             iv: 1,
             files: BTreeMap::new(),
@@ -186,7 +93,7 @@ impl World {
         let data = manifest.pack(&w.key, std::time::SystemTime::now()).unwrap();
         let env = w.key.encrypt(w.iv, &DefaultCodec.compress(&data));
         w.iv += 1 << 20;
-        w.repo.0.objects.insert(MANIFEST_ID, env);
+        w.repo.objects.insert(MANIFEST_ID, env);
         w
     }
 
@@ -238,12 +145,12 @@ fn clean_archive_is_clean_and_unchanged_by_repair() {
     let (r, _) = w.check(false, true);
     assert!(!r.error_found, "{r:?}");
     assert_eq!(r.archives_checked, 1);
-    assert_eq!(r.chunks_verified as usize, w.repo.0.objects.len());
-    let before: Vec<ObjectId> = w.repo.0.objects.keys().copied().collect();
+    assert_eq!(r.chunks_verified as usize, w.repo.objects.len());
+    let before: Vec<ObjectId> = w.repo.objects.keys().copied().collect();
     let (r, m) = w.check(true, false);
     assert!(!r.error_found);
     // Only the manifest was rewritten.
-    let after: Vec<ObjectId> = w.repo.0.objects.keys().copied().collect();
+    let after: Vec<ObjectId> = w.repo.objects.keys().copied().collect();
     assert_eq!(before, after);
     assert_eq!(w.items(&m.unwrap()).len(), 30);
 }
@@ -252,7 +159,7 @@ fn clean_archive_is_clean_and_unchanged_by_repair() {
 fn missing_file_chunk_gets_a_zero_replacement_and_heals() {
     let mut w = World::new(5, 100_000);
     let gone = w.files["f002"];
-    let saved = w.repo.0.objects.remove(&gone).unwrap();
+    let saved = w.repo.objects.remove(&gone).unwrap();
     let (r, _) = w.check(false, false);
     assert!(r.error_found);
     assert_eq!(r.missing_chunks, 1);
@@ -271,14 +178,14 @@ fn missing_file_chunk_gets_a_zero_replacement_and_heals() {
     let (r, _) = w.check(false, false);
     assert!(!r.error_found, "{r:?}");
     // The chunk comes back: the next repair heals the file and drops the replacement.
-    w.repo.0.objects.insert(gone, saved);
+    w.repo.objects.insert(gone, saved);
     let (r, m) = w.check(true, false);
     assert!(!r.error_found);
     let items = w.items(&m.unwrap());
     let f2 = items.iter().find(|i| i.path == b"f002").unwrap();
     assert_eq!(f2.chunks.as_ref().unwrap()[0].id, gone);
     assert!(f2.chunks_healthy.is_none());
-    assert!(!w.repo.0.objects.contains_key(&replacement.id));
+    assert!(!w.repo.objects.contains_key(&replacement.id));
     let (r, _) = w.check(false, false);
     assert!(!r.error_found, "{r:?}");
 }
@@ -288,7 +195,7 @@ fn damaged_item_chunk_loses_only_the_items_in_it() {
     let mut w = World::new(200, 60);
     assert!(w.item_chunks.len() > 2 * ITEM_FETCH_WINDOW);
     let victim = w.item_chunks[w.item_chunks.len() / 2];
-    w.repo.0.objects.remove(&victim);
+    w.repo.objects.remove(&victim);
     let (r, _) = w.check(false, false);
     assert!(r.error_found);
     let (_, m) = w.check(true, false);
@@ -311,12 +218,12 @@ fn orphans_and_lost_manifest() {
     let (_, _) = w.check(true, false);
     let (r, _) = w.check(false, false);
     assert!(!r.error_found, "{r:?}");
-    w.repo.0.objects.remove(&MANIFEST_ID);
+    w.repo.objects.remove(&MANIFEST_ID);
     let (r, m) = w.check(false, false);
     assert!(r.error_found && r.manifest_rebuilt);
     assert!(m.unwrap().archive("arch").is_some());
     let (_, _) = w.check(true, false);
-    assert!(w.repo.0.objects.contains_key(&MANIFEST_ID));
+    assert!(w.repo.objects.contains_key(&MANIFEST_ID));
     let (r, _) = w.check(false, false);
     assert!(!r.error_found, "{r:?}");
 }

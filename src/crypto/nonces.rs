@@ -304,6 +304,18 @@ pub(crate) mod tests {
         pub calls: Vec<String>,
     }
 
+    impl MemRepo {
+        /// `limit` ids after `marker`, in key order: how real repositories page `list`/`scan`.
+        fn page(&self, limit: Option<u32>, marker: Option<&ObjectId>) -> Vec<ObjectId> {
+            self.objects
+                .keys()
+                .filter(|k| marker.is_none_or(|m| *k > m))
+                .take(limit.map_or(usize::MAX, |l| l as usize))
+                .copied()
+                .collect()
+        }
+    }
+
     impl Repository for MemRepo {
         fn id(&self) -> &ObjectId {
             &self.id
@@ -351,17 +363,17 @@ pub(crate) mod tests {
         }
         fn list(
             &mut self,
-            _l: Option<u32>,
-            _m: Option<&ObjectId>,
+            limit: Option<u32>,
+            marker: Option<&ObjectId>,
         ) -> Result<Vec<ObjectId>, RepositoryError> {
-            Ok(self.objects.keys().copied().collect())
+            Ok(self.page(limit, marker))
         }
         fn scan(
             &mut self,
-            _l: Option<u32>,
-            _m: Option<&ObjectId>,
+            limit: Option<u32>,
+            marker: Option<&ObjectId>,
         ) -> Result<Vec<ObjectId>, RepositoryError> {
-            Ok(self.objects.keys().copied().collect())
+            Ok(self.page(limit, marker))
         }
         fn check(&mut self, _r: bool, _d: u64) -> Result<bool, RepositoryError> {
             Ok(true)

@@ -344,6 +344,92 @@ impl LoggedIo {
         }
     }
 
+    /// Lists the entries of a segment from `offset` (0 = from the start, checking the magic)
+    /// by their headers alone, as borg's `iter_objects(read_data=False)` does for
+    /// `Repository.scan`: no CRC is checked and data is skipped by seeking, so a damaged
+    /// payload is still listed, and an entry cut short at the end of the file too. Only a bad
+    /// header (short, size out of bounds, short key, unknown tag) ends the listing; the
+    /// entries before it are returned with the error.
+    pub fn list_objects(&mut self, n: u64, offset: u64) -> (Vec<Entry>, Option<RepositoryError>) {
+        let mut out = Vec::new();
+        let err = self.list_objects_into(n, offset, &mut out).err();
+        (out, err)
+    }
+
+    fn list_objects_into(
+        &mut self,
+        n: u64,
+        mut offset: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), RepositoryError> {
+        if n == self.segment && self.write_fd.is_some() {
+            self.flush_write()?;
+        }
+        let path = self.segment_filename(n);
+        let ctx = |e| io_err(format!("read {}", path.display()), e);
+        // A small buffer: most of each entry is skipped, so only headers are worth buffering.
+        let mut f = BufReader::new(File::open(&path).map_err(ctx)?);
+        f.seek(SeekFrom::Start(offset)).map_err(ctx)?;
+        if offset == 0 {
+            let mut magic = [0u8; MAGIC_LEN as usize];
+            if read_full(&mut f, &mut magic).map_err(ctx)? != magic.len() || &magic != MAGIC {
+                return Err(integrity(SegmentError::BadMagic { segment: n }));
+            }
+            offset = MAGIC_LEN;
+        }
+        loop {
+            let mut head = [0u8; HEADER_SIZE];
+            match read_full(&mut f, &mut head).map_err(ctx)? {
+                0 => return Ok(()),
+                HEADER_SIZE => {}
+                _ => return Err(integrity(SegmentError::ShortHeader { segment: n, offset })),
+            }
+            let h = EntryHeader::parse(&head);
+            let size = h.size as usize;
+            if !(HEADER_SIZE..=segment::MAX_OBJECT_SIZE).contains(&size) {
+                let what = if size > segment::MAX_OBJECT_SIZE {
+                    "too big"
+                } else {
+                    "too small"
+                };
+                return Err(integrity(SegmentError::BadSize {
+                    size: h.size,
+                    what,
+                    segment: n,
+                    offset,
+                }));
+            }
+            let mut key = None;
+            if h.tag == TAG_PUT || h.tag == segment::TAG_DELETE {
+                let mut k = [0u8; 32];
+                let got = read_full(&mut f, &mut k).map_err(ctx)?;
+                if got != k.len() {
+                    return Err(integrity(SegmentError::ShortData {
+                        segment: n,
+                        offset,
+                        expected: k.len(),
+                        got,
+                    }));
+                }
+                key = Some(k);
+            }
+            if h.tag > segment::TAG_COMMIT {
+                return Err(integrity(SegmentError::BadTag { segment: n, offset }));
+            }
+            out.push(Entry {
+                tag: h.tag,
+                key,
+                offset,
+                size: h.size,
+            });
+            // Like a Python seek, this may go past the end; the next read then ends the list.
+            let consumed = HEADER_SIZE + if key.is_some() { 32 } else { 0 };
+            f.seek_relative(size as i64 - consumed as i64)
+                .map_err(ctx)?;
+            offset += size as u64;
+        }
+    }
+
     /// A streaming reader over a whole segment, its magic already checked.
     pub fn open_reader(
         &mut self,

@@ -1272,10 +1272,15 @@ impl Repository for LocalRepository {
         let mut result = Vec::new();
         let segs = self.io()?.segments();
         for (seg, _) in segs.into_iter().filter(|(s, _)| *s >= start_seg) {
-            // Entries before an error are still listed; the rest of the segment is skipped.
-            let (entries, _) = self.io()?.iter_objects(seg, start_offset);
-            let skip_first = start_offset > 0;
-            start_offset = 0;
+            // Headers only, no CRC checks (borg's `scan`): a damaged payload is still listed; a
+            // bad header ends the segment, the entries before it still count.
+            let (entries, _) = self.io()?.list_objects(seg, start_offset);
+            // Borg drops the marker's entry only once one was read, so a failure right at the
+            // marker carries its offset into the next segment.
+            let skip_first = start_offset > 0 && !entries.is_empty();
+            if skip_first {
+                start_offset = 0;
+            }
             for e in entries.into_iter().skip(usize::from(skip_first)) {
                 let Some(key) = e.key else { continue };
                 let current = self.index.as_ref().and_then(|i| i.get(&key));

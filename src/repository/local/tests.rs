@@ -400,3 +400,43 @@ fn destroy_and_break_lock() {
         Err(RepositoryError::InvalidRepository(_))
     ));
 }
+
+#[test]
+fn scan_lists_entries_with_damaged_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let mut repo = LocalRepository::create(&path, &exclusive(), &settings()).unwrap();
+    for n in 1..=3 {
+        repo.put(&id(n), vec![n; 100]).unwrap();
+    }
+    repo.commit(CommitOptions::default()).unwrap();
+    let segs = repo.io().unwrap().segments();
+    repo.close().unwrap();
+    let (file, at) = segs
+        .iter()
+        .find_map(|(_, p)| {
+            let bytes = fs::read(p).unwrap();
+            let at = bytes.windows(32).position(|w| w == id(2))?;
+            Some((p.clone(), at - segment::HEADER_SIZE))
+        })
+        .unwrap();
+    let mut bytes = fs::read(&file).unwrap();
+    // A flipped payload byte breaks the CRC; borg's scan reads headers only and lists it.
+    bytes[at + segment::PUT_HEADER_SIZE + 7] ^= 0x40;
+    fs::write(&file, &bytes).unwrap();
+    let mut repo = LocalRepository::open(&path, &exclusive(), &settings()).unwrap();
+    assert!(matches!(
+        repo.get(&id(2)),
+        Err(RepositoryError::IntegrityError(_))
+    ));
+    assert_eq!(repo.scan(None, None).unwrap(), vec![id(1), id(2), id(3)]);
+    assert_eq!(repo.scan(Some(1), Some(&id(1))).unwrap(), vec![id(2)]);
+    assert_eq!(repo.scan(None, Some(&id(2))).unwrap(), vec![id(3)]);
+    repo.close().unwrap();
+    // A size field out of bounds cannot be stepped over: the rest of the segment is skipped.
+    bytes[at + 4..at + 8].copy_from_slice(&5u32.to_le_bytes());
+    fs::write(&file, &bytes).unwrap();
+    let mut repo = LocalRepository::open(&path, &exclusive(), &settings()).unwrap();
+    assert_eq!(repo.scan(None, None).unwrap(), vec![id(1)]);
+    repo.close().unwrap();
+}

@@ -248,6 +248,110 @@ pub fn read_content(
     })
 }
 
+/// Upper bound on the plaintext bytes a [`ContentCache`] holds for one group of files.
+pub const PREFETCH_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Upper bound on the chunks a [`ContentCache`] fetches in one pipelined request.
+pub const PREFETCH_CHUNKS: usize = 8192;
+
+/// Content chunks of a group of small files fetched ahead in one pipelined `get_many`, so
+/// that many files do not cost one round trip each (borg's `DownloadPipeline` preloads the
+/// chunks of many items the same way). Envelopes are opened in parallel.
+#[derive(Debug, Default)]
+pub struct ContentCache {
+    chunks: std::collections::HashMap<ObjectId, Vec<u8>>,
+}
+
+impl ContentCache {
+    /// Drops what the cache holds and fetches `ids` (unique, at most [`PREFETCH_BYTES`] of
+    /// plaintext). On any failure the cache is left empty: readers then fetch each file on
+    /// its own and meet the failure at the same place as without a cache.
+    pub fn fill(&mut self, repository: &mut dyn Repository, key: &Key, ids: &[ObjectId]) {
+        use rayon::prelude::*;
+        self.chunks.clear();
+        let mut envelopes: Vec<(usize, Vec<u8>)> = Vec::with_capacity(ids.len());
+        if repository
+            .get_many(ids, &mut |i, envelope| {
+                envelopes.push((i, envelope));
+                Ok(())
+            })
+            .is_err()
+        {
+            return;
+        }
+        let opened: Result<Vec<(ObjectId, Vec<u8>)>, ReadError> = envelopes
+            .into_par_iter()
+            .map(|(i, envelope)| {
+                let id = ids.get(i).copied().ok_or_else(|| {
+                    ReadError::Consumer(format!("get_many answered unknown index {i}"))
+                })?;
+                open_object(key, &id, &envelope).map(|p| (id, p))
+            })
+            .collect();
+        if let Ok(opened) = opened {
+            self.chunks.extend(opened);
+        }
+    }
+
+    /// Like [`read_content`], but from the cache when it holds every chunk of the file.
+    pub fn read_content(
+        &self,
+        repository: &mut dyn Repository,
+        key: &Key,
+        chunks: &[ChunkRef],
+        sink: &mut ContentSink<'_>,
+    ) -> Result<(), ReadError> {
+        if chunks.iter().all(|c| self.chunks.contains_key(&c.id)) {
+            for chunk in chunks {
+                if let Some(data) = self.chunks.get(&chunk.id) {
+                    sink(chunk, data)?;
+                }
+            }
+            return Ok(());
+        }
+        read_content(repository, key, chunks, sink)
+    }
+}
+
+/// Splits `items` into groups whose content is prefetched together: each entry is the index
+/// of the group's first item and the unique chunk ids of its items for which `wanted` holds.
+/// A group holds at most [`PREFETCH_BYTES`] of plaintext and [`PREFETCH_CHUNKS`] chunks; a
+/// file larger than that belongs to no group and is streamed on its own.
+pub fn plan_prefetch(
+    items: &[Item],
+    wanted: &dyn Fn(&Item) -> bool,
+) -> Vec<(usize, Vec<ObjectId>)> {
+    let mut groups = Vec::new();
+    let mut ids = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut bytes = 0u64;
+    let mut start = 0;
+    for (i, item) in items.iter().enumerate() {
+        let Some(chunks) = item.chunks.as_ref().filter(|c| !c.is_empty()) else {
+            continue;
+        };
+        if !wanted(item) {
+            continue;
+        }
+        let size: u64 = chunks.iter().map(|c| c.size).sum();
+        if size > PREFETCH_BYTES || chunks.len() > PREFETCH_CHUNKS {
+            continue;
+        }
+        if bytes + size > PREFETCH_BYTES || ids.len() + chunks.len() > PREFETCH_CHUNKS {
+            groups.push((start, std::mem::take(&mut ids)));
+            seen.clear();
+            bytes = 0;
+            start = i;
+        }
+        bytes += size;
+        ids.extend(chunks.iter().map(|c| c.id).filter(|id| seen.insert(*id)));
+    }
+    if !ids.is_empty() {
+        groups.push((start, ids));
+    }
+    groups
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -435,6 +539,55 @@ pub(crate) mod tests {
             Err(ReadError::Consumer("stop".into()))
         });
         assert!(matches!(err, Err(ReadError::Consumer(m)) if m == "stop"));
+    }
+
+    #[test]
+    fn prefetched_content_matches_streamed_content() {
+        let mut f = fixture();
+        let r = |id, size| ChunkRef { id, size, csize: 0 };
+        let file = |chunks: Vec<ChunkRef>| Item {
+            chunks: Some(chunks),
+            ..Item::default()
+        };
+        let big = PREFETCH_BYTES / 2 + 1;
+        let items = [
+            Item::default(),
+            file(vec![r(f.c1, 1000), r(f.c1, 1000)]),
+            file(vec![r(f.c2, 12)]),
+            file(vec![r(f.c2, big)]),
+            file(vec![r(f.c1, big)]),
+            file(vec![r(f.c1, 2 * big)]),
+            file(vec![r(f.c2, 12)]),
+        ];
+        let groups = plan_prefetch(&items, &|_| true);
+        // Ids are unique per group; a group ends when the next file does not fit; a file
+        // over the budget (item 5) belongs to no group and does not end one.
+        assert_eq!(groups, [(0, vec![f.c1, f.c2]), (4, vec![f.c1, f.c2])]);
+        assert_eq!(plan_prefetch(&items, &|i| i.chunks.is_none()), []);
+        let mut cache = ContentCache::default();
+        cache.fill(&mut f.repo, &f.key, &groups[0].1);
+        let chunks = [r(f.c2, 12), r(f.c1, 1000)];
+        let mut cached = Vec::new();
+        cache
+            .read_content(&mut f.repo, &f.key, &chunks, &mut |_, d| {
+                cached.extend_from_slice(d);
+                Ok(())
+            })
+            .expect("content");
+        let mut streamed = Vec::new();
+        read_content(&mut f.repo, &f.key, &chunks, &mut |_, d| {
+            streamed.extend_from_slice(d);
+            Ok(())
+        })
+        .expect("content");
+        assert_eq!(cached, streamed);
+        // A chunk the cache lacks is fetched, and its errors come from the fetch.
+        let missing = [r(f.c2, 12), r([9u8; 32], 5)];
+        let err = cache.read_content(&mut f.repo, &f.key, &missing, &mut |_, _| Ok(()));
+        assert!(matches!(err, Err(ReadError::Repository(_))), "{err:?}");
+        // A failed fill leaves the cache empty instead of failing.
+        cache.fill(&mut f.repo, &f.key, &[f.c1, [9u8; 32]]);
+        assert!(cache.chunks.is_empty());
     }
 
     #[test]

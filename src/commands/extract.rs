@@ -148,7 +148,17 @@ pub fn extract_archive(
         &loaded.metadata,
         options.consider_part_files,
         &mut |repository, items| {
-            for item in items {
+            // The content of the batch's small files is fetched a group at a time, in one
+            // pipelined request per group, instead of one round trip per file.
+            let groups = reader::plan_prefetch(&items, &|item| {
+                selected(item) && extractor.strip(&item.path).is_some()
+            });
+            let mut groups = groups.into_iter().peekable();
+            let mut cache = reader::ContentCache::default();
+            for (index, item) in items.into_iter().enumerate() {
+                if let Some((_, ids)) = groups.next_if(|(start, _)| *start == index) {
+                    cache.fill(repository, key, &ids);
+                }
                 if !selected(&item) {
                     continue;
                 }
@@ -163,7 +173,7 @@ pub fn extract_archive(
                 if let (Some(out), false) = (stdout.as_mut(), options.dry_run) {
                     // `--stdout`: the content of every selected file, concatenated.
                     if let Some(chunks) = &item.chunks {
-                        reader::read_content(repository, key, chunks, &mut |_, d| {
+                        cache.read_content(repository, key, chunks, &mut |_, d| {
                             out.write_all(d)
                                 .map_err(|e| ReadError::Consumer(format!("stdout: {e}")))
                         })?;
@@ -172,25 +182,26 @@ pub fn extract_archive(
                 }
                 if options.dry_run {
                     if let Some(chunks) = &item.chunks {
-                        reader::read_content(repository, key, chunks, &mut |_, _| Ok(()))?;
+                        cache.read_content(repository, key, chunks, &mut |_, _| Ok(()))?;
                     }
                     continue;
                 }
                 let path = item.path.clone();
                 let result = extractor.extract(item, &mut |chunks, file| {
-                    reader::read_content(repository, key, chunks, &mut |_, data| {
-                        file.write_chunk(data).map_err(|e| {
-                            ReadError::Consumer(FsError::new("write", &path, e).to_string())
+                    cache
+                        .read_content(repository, key, chunks, &mut |_, data| {
+                            file.write_chunk(data).map_err(|e| {
+                                ReadError::Consumer(FsError::new("write", &path, e).to_string())
+                            })
                         })
-                    })
-                    .map_err(|e| match e {
-                        ReadError::Consumer(m) => RestoreError::Content(m),
-                        other => {
-                            let message = other.to_string();
-                            fatal = Some(read_error(other));
-                            RestoreError::Content(message)
-                        }
-                    })
+                        .map_err(|e| match e {
+                            ReadError::Consumer(m) => RestoreError::Content(m),
+                            other => {
+                                let message = other.to_string();
+                                fatal = Some(read_error(other));
+                                RestoreError::Content(message)
+                            }
+                        })
                 });
                 if fatal.is_some() {
                     return Err(ReadError::Consumer("stopped".into()));

@@ -248,8 +248,9 @@ pub fn read_content(
     })
 }
 
-/// Upper bound on the plaintext bytes a [`ContentCache`] holds for one group of files.
-pub const PREFETCH_BYTES: u64 = 64 * 1024 * 1024;
+/// Upper bound on the plaintext bytes a [`ContentCache`] holds for one group of files. 16 MiB
+/// keeps peak memory near borg's while a group of small files still costs one round trip.
+pub const PREFETCH_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Upper bound on the chunks a [`ContentCache`] fetches in one pipelined request.
 pub const PREFETCH_CHUNKS: usize = 8192;

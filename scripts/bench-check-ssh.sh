@@ -6,6 +6,7 @@
 # the medians. Same sshd setup as tests/common/mod.rs `Sshd::start`.
 #
 # Usage: scripts/bench-check-ssh.sh [SIZE_MIB] [RUNS_EACH]     (defaults: 1024 3)
+# BREAKDOWN=0 skips the extra --repository-only / --archives-only --verify-data runs.
 # Env: RBORG (default target/release/rborg), RBORG_BORG14 (default: target/peers, then
 #      /work/main/target/peers/borg-1.4.5/bin/borg).
 set -euo pipefail
@@ -99,10 +100,11 @@ timed() { # label, command...  -> appends "label seconds rss_kib rc" to $WORK/re
     local wall rss
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/{n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$WORK/time.txt")
     rss=$(awk -F': ' '/Maximum resident set size/{print $2}' "$WORK/time.txt")
+    cpu=$(awk -F': ' '/Percent of CPU/{print $2}' "$WORK/time.txt")
     echo "$label $wall $rss $rc" >> "$WORK/results"
-    printf '%-6s %8.2f s  peak RSS %6d MiB  exit %s\n' "$label" "$wall" "$((rss / 1024))" "$rc"
+    printf '%-10s %8.2f s  peak RSS %6d MiB  client CPU %5s  exit %s\n' "$label" "$wall" "$((rss / 1024))" "$cpu" "$rc"
     if [ "$rc" != 0 ]; then sed 's/^/    /' "$WORK/out.txt" | tail -5;
-    else grep -i 'verif\|finished' "$WORK/out.txt" | sed 's/^/    /' | tail -3; fi
+    else grep -i 'verif\|finished' "$WORK/out.txt" | sed 's/^/    /' | tail -3 || true; fi
 }
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); ${SIZE_MIB} MiB, ${RUNS} runs each"
 # One untimed warm-up of each so the page cache holds the repository for both.
@@ -112,6 +114,19 @@ for i in $(seq "$RUNS"); do
     timed rborg "$RBORG" check -v --verify-data "$URL"
     timed borg "$BORG" check -v --verify-data "$URL"
 done
+# Where the time goes: the repository part (run by `borg serve` on the far side for both
+# clients) and the archives + verify-data part (the client's work), one run each.
+if [ "${BREAKDOWN:-1}" = 1 ]; then
+    timed rborg-repo "$RBORG" check -v --repository-only "$URL"
+    timed borg-repo "$BORG" check -v --repository-only "$URL"
+    timed rborg-arch "$RBORG" check -v --archives-only --verify-data "$URL"
+    timed borg-arch "$BORG" check -v --archives-only --verify-data "$URL"
+    # Ceilings: the raw ssh pipe carrying the repository's bytes, and the same archives +
+    # verify-data check on the local path (no ssh, no borg serve).
+    timed ssh-pipe bash -c "$BORG_RSH root@127.0.0.1 'cat $REPO/data/*/*' > /dev/null"
+    timed rborg-local "$RBORG" check -v --archives-only --verify-data "$REPO"
+    timed borg-local "$BORG" check -v --archives-only --verify-data "$REPO"
+fi
 median() { grep "^$1 " "$WORK/results" | awk '{print $'"$2"'}' | sort -n | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 r=$(median rborg 2); b=$(median borg 2)
 rr=$(median rborg 3); br=$(median borg 3)

@@ -4,9 +4,8 @@
 # made cheaply: one `borg create`, then tests/prune_data/make_manifest.py, run by borg's own
 # Python, rewrites the manifest with N real archive objects (copies of the first archive's
 # metadata under new names and times, one every 8 hours back from now). Timing by hyperfine
-# (runs alternate between the two commands only in the sense that each gets a warm-up; see
-# RUNS); peak RSS from one `/usr/bin/time -v` run each. Also checks that both list the same
-# archives to keep and prune.
+# (one warm-up, then RUNS runs of each command, rborg's first); peak RSS from one
+# `/usr/bin/time -v` run each. Also checks that both print the same --list lines.
 #
 # Usage: scripts/bench-prune.sh [N_ARCHIVES] [RUNS]      (defaults: 1000 10)
 set -euo pipefail

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Times `rborg check --verify-data` against `borg check --verify-data` (borg 1.4.5) on the same
+# repository, both served by borg 1.4.5 (`borg serve`) through a throwaway sshd on loopback.
+# Data: half compressible text, half random, stored with `borg create -C auto,zstd` in a
+# repokey repository. Runs alternate A B A B; prints wall time and peak RSS of each run and
+# the medians. Same sshd setup as tests/common/mod.rs `Sshd::start`.
+#
+# Usage: scripts/bench-check-ssh.sh [SIZE_MIB] [RUNS_EACH]     (defaults: 1024 3)
+# BREAKDOWN=0 skips the extra --repository-only / --archives-only --verify-data runs.
+# Env: RBORG (default target/release/rborg), RBORG_BORG14 (default: target/peers, then
+#      /work/main/target/peers/borg-1.4.5/bin/borg).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+SIZE_MIB=${1:-1024}
+RUNS=${2:-3}
+RBORG=${RBORG:-$here/target/release/rborg}
+BORG=${RBORG_BORG14:-$here/target/peers/borg-1.4.5/bin/borg}
+[ -x "$BORG" ] || BORG=/work/main/target/peers/borg-1.4.5/bin/borg
+[ -x "$RBORG" ] || { echo "build rborg first: cargo build --release" >&2; exit 2; }
+[ -x "$BORG" ] || { echo "borg 1.4.5 not found (set RBORG_BORG14)" >&2; exit 2; }
+
+WORK=$(mktemp -d /tmp/rborg-bench-check-ssh.XXXXXX)
+SSHD_PID=
+cleanup() {
+    if [ -n "$SSHD_PID" ]; then kill "$SSHD_PID" 2>/dev/null || true; wait "$SSHD_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+# --- throwaway sshd on a free loopback port ---------------------------------------------
+mkdir -p /run/sshd
+D=$WORK/sshd
+mkdir -p "$D"
+ssh-keygen -q -t ed25519 -N '' -f "$D/host_ed25519" </dev/null
+ssh-keygen -q -t ed25519 -N '' -f "$D/client_ed25519" </dev/null
+cut -d' ' -f1-2 "$D/client_ed25519.pub" > "$D/authorized_keys"
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+for attempt in 1 2 3 4 5; do
+    PORT=$(free_port)
+    [ "$PORT" != 22 ] || continue
+    cat > "$D/sshd_config" <<CFG
+Port $PORT
+ListenAddress 127.0.0.1
+HostKey $D/host_ed25519
+PidFile $D/sshd.pid
+AuthorizedKeysFile $D/authorized_keys
+PermitRootLogin yes
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+LogLevel ERROR
+MaxStartups 100
+MaxSessions 100
+CFG
+    /usr/sbin/sshd -D -e -f "$D/sshd_config" 2>"$D/sshd.log" &
+    SSHD_PID=$!
+    up=no
+    for _ in $(seq 50); do
+        if ! kill -0 "$SSHD_PID" 2>/dev/null; then break; fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then up=yes; break; fi
+        sleep 0.2
+    done
+    [ "$up" = yes ] && break
+    kill "$SSHD_PID" 2>/dev/null || true; wait "$SSHD_PID" 2>/dev/null || true; SSHD_PID=
+done
+[ -n "$SSHD_PID" ] || { echo "sshd did not start:" >&2; cat "$D/sshd.log" >&2; exit 1; }
+echo "[127.0.0.1]:$PORT $(cut -d' ' -f1-2 "$D/host_ed25519.pub")" > "$D/known_hosts"
+
+export BORG_RSH="ssh -F /dev/null -i $D/client_ed25519 -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile=$D/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR -p $PORT"
+export BORG_REMOTE_PATH=$BORG
+export BORG_PASSPHRASE=bench BORG_BASE_DIR=$WORK/base
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+mkdir -p "$BORG_BASE_DIR"
+
+# --- data: half text, half random -------------------------------------------------------
+half=$((SIZE_MIB * 1024 * 1024 / 2))
+mkdir -p "$WORK/src"
+# (seq is cut off by head's SIGPIPE; that is expected)
+{ seq -f "%012g the quick brown fox jumps over the lazy dog; lorem ipsum dolor sit amet" 1 100000000 || true; } \
+    | head -c "$half" > "$WORK/src/text.txt"
+head -c "$half" /dev/urandom > "$WORK/src/random.bin"
+REPO=$WORK/repo
+URL="ssh://root@127.0.0.1:$PORT$REPO"
+"$BORG" init -e repokey "$URL" >/dev/null 2>&1
+"$BORG" create -C auto,zstd "$URL::data" "$WORK/src"
+rm -rf "$WORK/src"
+du -sh "$REPO" | sed 's/^/repository size: /'
+sync
+
+# --- timed runs ---------------------------------------------------------------------------
+timed() { # label, command...  -> appends "label seconds rss_kib rc" to $WORK/results
+    local label=$1; shift
+    local rc=0
+    /usr/bin/time -v -o "$WORK/time.txt" "$@" >"$WORK/out.txt" 2>&1 || rc=$?
+    local wall rss
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/{n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$WORK/time.txt")
+    rss=$(awk -F': ' '/Maximum resident set size/{print $2}' "$WORK/time.txt")
+    cpu=$(awk -F': ' '/Percent of CPU/{print $2}' "$WORK/time.txt")
+    echo "$label $wall $rss $rc" >> "$WORK/results"
+    printf '%-10s %8.2f s  peak RSS %6d MiB  client CPU %5s  exit %s\n' "$label" "$wall" "$((rss / 1024))" "$cpu" "$rc"
+    if [ "$rc" != 0 ]; then sed 's/^/    /' "$WORK/out.txt" | tail -5;
+    else grep -i 'verif\|finished' "$WORK/out.txt" | sed 's/^/    /' | tail -3 || true; fi
+}
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); ${SIZE_MIB} MiB, ${RUNS} runs each"
+# One untimed warm-up of each so the page cache holds the repository for both.
+"$BORG" check --repository-only "$URL" >/dev/null 2>&1
+: > "$WORK/results"
+for i in $(seq "$RUNS"); do
+    timed rborg "$RBORG" check -v --verify-data "$URL"
+    timed borg "$BORG" check -v --verify-data "$URL"
+done
+# Where the time goes: the repository part (run by `borg serve` on the far side for both
+# clients) and the archives + verify-data part (the client's work), one run each.
+if [ "${BREAKDOWN:-1}" = 1 ]; then
+    timed rborg-repo "$RBORG" check -v --repository-only "$URL"
+    timed borg-repo "$BORG" check -v --repository-only "$URL"
+    timed rborg-arch "$RBORG" check -v --archives-only --verify-data "$URL"
+    timed borg-arch "$BORG" check -v --archives-only --verify-data "$URL"
+    # Ceilings: the raw ssh pipe carrying the repository's bytes, and the same archives +
+    # verify-data check on the local path (no ssh, no borg serve).
+    timed ssh-pipe bash -c "$BORG_RSH root@127.0.0.1 'cat $REPO/data/*/*' > /dev/null"
+    timed rborg-local "$RBORG" check -v --archives-only --verify-data "$REPO"
+    timed borg-local "$BORG" check -v --archives-only --verify-data "$REPO"
+fi
+median() { grep "^$1 " "$WORK/results" | awk '{print $'"$2"'}' | sort -n | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
+r=$(median rborg 2); b=$(median borg 2)
+rr=$(median rborg 3); br=$(median borg 3)
+printf 'median  rborg %.2f s (%d MiB)   borg %.2f s (%d MiB)   speed-up %.2fx\n' \
+    "$r" "$((${rr%.*} / 1024))" "$b" "$((${br%.*} / 1024))" "$(echo "$b / $r" | bc -l)"

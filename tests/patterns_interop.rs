@@ -22,6 +22,35 @@ fn borg_python(var: &str, default_borg: &str, python_in_dir: bool) -> PathBuf {
     }
 }
 
+/// Runs `script` with borg's Python, `input` as JSON on stdin, and parses its JSON answer.
+fn ask_borg<T: serde::de::DeserializeOwned>(
+    python: &PathBuf,
+    script: &str,
+    input: &impl serde::Serialize,
+) -> T {
+    let mut child = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start borg's python");
+    let input = serde_json::to_vec(input).expect("json");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&input)
+        .expect("write");
+    let out = child.wait_with_output().expect("borg's python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("borg's answer")
+}
+
 const PATTERNS: &[&str] = &[
     "/home/user/cache",
     "*.tmp",
@@ -101,27 +130,7 @@ for p in pats:
     out.append([bool(pat.match(x.lstrip('/'))) for x in paths])
 print(json.dumps(out))
 "#;
-        let mut child = Command::new(&python)
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start borg's python");
-        let input = serde_json::to_vec(&(PATTERNS, PATHS)).expect("json");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&input)
-            .expect("write");
-        let out = child.wait_with_output().expect("borg's python");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let borg: Vec<Vec<bool>> = serde_json::from_slice(&out.stdout).expect("borg's answer");
+        let borg: Vec<Vec<bool>> = ask_borg(&python, script, &(PATTERNS, PATHS));
         for (pi, p) in PATTERNS.iter().enumerate() {
             let ours = Pattern::parse(p, Style::Fnmatch, false).expect("pattern");
             for (xi, x) in PATHS.iter().enumerate() {
@@ -174,28 +183,8 @@ for p in paths:
     out.append([r, m.recurse_dir])
 print(json.dumps([roots, out]))
 "#;
-        let mut child = Command::new(&python)
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start borg's python");
-        let input = serde_json::to_vec(&(lines, paths)).expect("json");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&input)
-            .expect("write");
-        let out = child.wait_with_output().expect("borg's python");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let (roots, decisions): (Vec<String>, Vec<(Option<bool>, bool)>) =
-            serde_json::from_slice(&out.stdout).expect("borg's answer");
+            ask_borg(&python, script, &(lines, paths));
         let mut pm = PatternMatcher::new();
         pm.add_patterns_file(lines).expect("patterns");
         assert_eq!(pm.roots, roots, "{var}: roots");

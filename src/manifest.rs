@@ -643,73 +643,27 @@ pub fn micros_since_epoch(t: SystemTime) -> i64 {
     }
 }
 
-/// Formats microseconds since the epoch as borg's naive UTC `%Y-%m-%dT%H:%M:%S.%f`.
+/// Formats microseconds since the epoch as borg's naive UTC `%Y-%m-%dT%H:%M:%S.%f`
+/// (through [`crate::archive::format_time`], the one formatter of borg's timestamps).
 pub fn format_timestamp(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
-}
-
-/// Parses `%Y-%m-%dT%H:%M:%S[.%f]` (naive UTC) into microseconds since the epoch.
-pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let (date, time) = s.split_once('T')?;
-    let mut dp = date.splitn(3, '-');
-    let y: i64 = dp.next()?.parse().ok()?;
-    let m: u32 = dp.next()?.parse().ok()?;
-    let d: u32 = dp.next()?.parse().ok()?;
-    let (hms, frac) = match time.split_once('.') {
-        Some((a, b)) => (a, b),
-        None => (time, ""),
-    };
-    let mut tp = hms.splitn(3, ':');
-    let hh: i64 = tp.next()?.parse().ok()?;
-    let mm: i64 = tp.next()?.parse().ok()?;
-    let ss: i64 = tp.next()?.parse().ok()?;
-    let micros: i64 = if frac.is_empty() {
-        0
-    } else {
-        if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        format!("{frac:0<6}").parse().ok()?
-    };
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(t) => crate::archive::format_time(&t),
+        // Outside chrono's range (hundreds of thousands of years): clamp, never panic.
+        None => crate::archive::format_time(&chrono::DateTime::<chrono::Utc>::MAX_UTC),
     }
-    let days = days_from_civil(y, m, d);
-    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros)
 }
 
-// Howard Hinnant's civil-calendar algorithms (proleptic Gregorian).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// Parses `%Y-%m-%dT%H:%M:%S[.%f]` (naive UTC, at most six fractional digits, as borg writes
+/// them) into microseconds since the epoch.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = match s.split_once('.') {
+        Some((whole, "")) => whole,
+        Some((_, frac)) if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) => {
+            return None
+        }
+        _ => s,
+    };
+    crate::archive::parse_time(s).map(|t| t.timestamp_micros())
 }
 
 #[cfg(test)]

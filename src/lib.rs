@@ -6,6 +6,16 @@
 //! borg does; [`msgpack`] is borg's dialect of msgpack.
 #![warn(missing_docs)]
 
+/// The borg release whose repository protocol, command line, output and exit codes rborg
+/// follows. It is what rborg announces where borg announces its own version: in the RPC
+/// `negotiate`, in `BORG_VERSION` for `BORG_RSH` commands, in the `{borgversion}`
+/// placeholders and as the version number of `rborg --version` (tools such as borgmatic choose
+/// their flags by parsing that line).
+pub const BORG_VERSION: (u32, u32, u32) = (1, 4, 5);
+
+/// [`BORG_VERSION`] written as borg writes it (`1.4.5`).
+pub const BORG_VERSION_TEXT: &str = "1.4.5";
+
 pub mod archive;
 pub mod cache;
 pub mod check;

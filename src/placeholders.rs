@@ -67,7 +67,7 @@ impl Placeholders {
                 .map(str::to_string)
                 .unwrap_or_else(effective_user_name),
             pid: std::process::id(),
-            borg_version: (1, 4, 5),
+            borg_version: crate::BORG_VERSION,
         }
     }
 
@@ -174,7 +174,8 @@ where
         let spec = spec
             .filter(|s| !s.is_empty())
             .unwrap_or("%Y-%m-%dT%H:%M:%S");
-        let items: Vec<Item> = StrftimeItems::new(spec).collect();
+        let spec = python_strftime(spec);
+        let items: Vec<Item> = StrftimeItems::new(&spec).collect();
         if items.iter().any(|i| matches!(i, Item::Error)) {
             return Err(format!("invalid time format {spec:?}"));
         }
@@ -183,6 +184,26 @@ where
             .map_err(|_| format!("invalid time format {spec:?}"))?;
         Ok(s)
     }
+}
+
+/// Rewrites the directives whose meaning differs between Python's `strftime` (which borg's
+/// `DatetimeWrapper.__format__` uses) and chrono's: Python's `%f` is the microseconds, six
+/// digits, chrono's is the nanoseconds, nine digits. `%%` stays a literal percent sign.
+fn python_strftime(spec: &str) -> String {
+    let mut out = String::with_capacity(spec.len() + 4);
+    let mut chars = spec.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '%' {
+            continue;
+        }
+        match chars.next() {
+            Some('f') => out.push_str("6f"),
+            Some(next) => out.push(next),
+            None => {}
+        }
+    }
+    out
 }
 
 fn system_hostname() -> String {
@@ -271,6 +292,22 @@ mod tests {
             "1.4 {literal}"
         );
         assert_eq!(p.replace("{uuid4}").expect("ok").len(), 36);
+    }
+
+    #[test]
+    fn percent_f_is_pythons_microseconds() {
+        // Python: datetime(2026, 11, 26, 7, 0, 5, 123456, timezone.utc)
+        //             .strftime("%Y-%m-%dT%H:%M:%S.%f %%f") == "2026-11-26T07:00:05.123456 %f"
+        let mut p = fixed();
+        p.now = Utc
+            .with_ymd_and_hms(2026, 11, 26, 7, 0, 5)
+            .single()
+            .expect("time")
+            + chrono::Duration::nanoseconds(123_456_789);
+        assert_eq!(
+            p.replace("{utcnow:%Y-%m-%dT%H:%M:%S.%f %%f}").expect("ok"),
+            "2026-11-26T07:00:05.123456 %f"
+        );
     }
 
     #[test]

@@ -33,9 +33,15 @@ pub use common::CommonOptions;
 pub use error::CliError;
 pub use exit::Outcome;
 
+/// What `rborg --version` prints after the program name. The borg version comes first, where
+/// borg prints its own (`borg 1.4.5`): borgmatic and other callers take the second word of
+/// that line as the borg version and choose their flags by it (borgmatic only runs `compact`
+/// for 1.2 and later). rborg's own version follows in parentheses.
+const VERSION_TEXT: &str = concat!("1.4.5 (rborg ", env!("CARGO_PKG_VERSION"), ")");
+
 /// rborg: a fast, pure-Rust client for BorgBackup 1.x repositories.
 #[derive(Debug, Parser)]
-#[command(name = "rborg", version, about, propagate_version = true)]
+#[command(name = "rborg", version = VERSION_TEXT, about, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     common: CommonOptions,
@@ -189,4 +195,15 @@ pub fn location_arg(
     rborg::location::Location::parse(&text, borg_repo.as_deref())
         .map(|l| l.absolute())
         .map_err(|e| CliError::usage(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_line_names_the_borg_version_first() {
+        let (major, minor, patch) = rborg::BORG_VERSION;
+        assert_eq!(rborg::BORG_VERSION_TEXT, format!("{major}.{minor}.{patch}"));
+        let second_word = super::VERSION_TEXT.split(' ').next();
+        assert_eq!(second_word, Some(rborg::BORG_VERSION_TEXT));
+    }
 }

@@ -35,7 +35,7 @@ impl AccessSettings {
             .map(|(k, v)| (k.to_os_string(), v.to_os_string()))
             .collect();
         AccessSettings {
-            ssh: SshSettings::from_env(pairs, rsh, remote_path, "1.4.5"),
+            ssh: SshSettings::from_env(pairs, rsh, remote_path, crate::BORG_VERSION_TEXT),
             ssh_kind,
             local: LocalSettings::from_env(env),
         }

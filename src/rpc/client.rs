@@ -56,7 +56,12 @@ pub struct ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
-            client_version: vec![1, 4, 5, -1],
+            client_version: vec![
+                i64::from(crate::BORG_VERSION.0),
+                i64::from(crate::BORG_VERSION.1),
+                i64::from(crate::BORG_VERSION.2),
+                -1,
+            ],
             window: DEFAULT_WINDOW,
             max_bytes_in_flight: 64 * 1024 * 1024,
             progress: None,

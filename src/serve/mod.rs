@@ -22,7 +22,7 @@ pub use path::{realpath, resolve_repository_path};
 
 /// The version this server reports in `negotiate`. A borg 1.2 or 1.4 client gates features on
 /// it (protocol.md §2.10); everything those clients send is supported.
-pub const SERVER_VERSION: (u32, u32, u32) = (1, 4, 5);
+pub const SERVER_VERSION: (u32, u32, u32) = crate::BORG_VERSION;
 
 /// The methods a client may call (`RepositoryServer.rpc_methods`).
 pub const RPC_METHODS: [&str; 18] = [

@@ -3,7 +3,7 @@
 #   borg 1.2.4 (Debian's borgbackup), borg 1.4.5 (built from PyPI into target/peers/borg-1.4.5),
 #   an sshd binary (openssh-server), libssh2 headers for the ssh2 crate, prometheus-pushgateway,
 #   promtool (prometheus) and systemd-analyze (systemd) for the ops tests, setfacl (acl) and
-#   chattr (e2fsprogs) for the filesystem tests.
+#   chattr (e2fsprogs) for the filesystem tests, borgmatic as a real caller of the CLI.
 # Prints the paths it settled on. Safe to run again; a second run takes seconds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +21,8 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v setfacl >/dev/null 2>&1 || need_apt+=(acl)
 command -v chattr >/dev/null 2>&1 || need_apt+=(e2fsprogs)
+# borgmatic as a real caller of rborg's command line (tests/borgmatic_interop.rs).
+[ -x /usr/bin/borgmatic ] || need_apt+=(borgmatic)
 for pkg in libssl-dev libacl1-dev liblz4-dev libzstd-dev libxxhash-dev pkg-config libssh2-1-dev python3-venv; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
 done

@@ -50,6 +50,8 @@ pub struct LoggedIo {
     offset: u64,
     write_fd: Option<BufWriter<File>>,
     fds: HashMap<u64, File>,
+    /// A segment write failed with ENOSPC since the last [`LoggedIo::take_out_of_space`].
+    out_of_space: bool,
 }
 
 impl LoggedIo {
@@ -63,6 +65,7 @@ impl LoggedIo {
             offset: 0,
             write_fd: None,
             fds: HashMap::new(),
+            out_of_space: false,
         };
         io.segment = io.latest_segment().map_or(0, |s| s + 1);
         io
@@ -239,8 +242,9 @@ impl LoggedIo {
     /// Flushes buffered writes of the open segment so reads see them.
     fn flush_write(&mut self) -> Result<(), RepositoryError> {
         if let Some(w) = self.write_fd.as_mut() {
-            w.flush()
-                .map_err(|e| io_err(format!("write segment {}", self.segment), e))?;
+            if let Err(e) = w.flush() {
+                return Err(self.write_failed(format!("write segment {}", self.segment), e));
+            }
         }
         Ok(())
     }
@@ -479,14 +483,16 @@ impl LoggedIo {
                 sync_dir(&self.path.join("data"))?;
             }
             let p = self.segment_filename(self.segment);
-            let f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&p)
-                .map_err(|e| io_err(format!("create segment {}", p.display()), e))?;
+            let f = match OpenOptions::new().write(true).create_new(true).open(&p) {
+                Ok(f) => f,
+                Err(e) => {
+                    return Err(self.write_failed(format!("create segment {}", p.display()), e))
+                }
+            };
             let mut w = BufWriter::with_capacity(1 << 20, f);
-            w.write_all(MAGIC)
-                .map_err(|e| io_err(format!("write {}", p.display()), e))?;
+            if let Err(e) = w.write_all(MAGIC) {
+                return Err(self.write_failed(format!("write {}", p.display()), e));
+            }
             self.offset = MAGIC_LEN;
             self.fds.remove(&self.segment);
             self.write_fd = Some(w);
@@ -501,8 +507,9 @@ impl LoggedIo {
             .write_fd
             .as_mut()
             .ok_or_else(|| RepositoryError::IntegrityError("no open segment".into()))?;
-        w.write_all(bytes)
-            .map_err(|e| io_err(format!("write segment {n}"), e))?;
+        if let Err(e) = w.write_all(bytes) {
+            return Err(self.write_failed(format!("write segment {n}"), e));
+        }
         self.offset += bytes.len() as u64;
         Ok((n, offset))
     }
@@ -559,9 +566,9 @@ impl LoggedIo {
     fn sync_write(&mut self) -> Result<(), RepositoryError> {
         if let Some(w) = self.write_fd.as_mut() {
             let n = self.segment;
-            w.flush()
-                .and_then(|_| w.get_ref().sync_data())
-                .map_err(|e| io_err(format!("sync segment {n}"), e))?;
+            if let Err(e) = w.flush().and_then(|_| w.get_ref().sync_data()) {
+                return Err(self.write_failed(format!("sync segment {n}"), e));
+            }
             // Like borg's SyncFile.sync: what was just written need not stay in the page
             // cache. Advisory only, so its result does not matter.
             // SAFETY: the descriptor is open for the lifetime of the call.
@@ -585,6 +592,26 @@ impl LoggedIo {
             }
         }
         Ok(())
+    }
+
+    /// The error for a failed segment write; remembers ENOSPC, so that the caller's rollback
+    /// can free the space the transaction took.
+    fn write_failed(&mut self, context: String, e: io::Error) -> RepositoryError {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            self.out_of_space = true;
+        }
+        io_err(context, e)
+    }
+
+    /// Whether a segment write ran out of space since the last
+    /// [`LoggedIo::take_out_of_space`].
+    pub fn is_out_of_space(&self) -> bool {
+        self.out_of_space
+    }
+
+    /// Returns whether a segment write ran out of space, and forgets it.
+    pub fn take_out_of_space(&mut self) -> bool {
+        std::mem::take(&mut self.out_of_space)
     }
 
     /// Drops the open segment without syncing (used when a transaction is abandoned; the

@@ -769,10 +769,21 @@ impl LocalRepository {
         Ok(())
     }
 
-    /// Drops the in-memory transaction (`_rollback(cleanup=False)`).
+    /// Drops the in-memory transaction (`_rollback(cleanup=False)`). After a segment write
+    /// that ran out of space, also deletes the uncommitted segments so the space is free
+    /// again (borg's `Repository.__exit__` calls `_rollback(cleanup=True)` for ENOSPC).
     fn rollback_state(&mut self) {
         if let Some(io) = self.io.as_mut() {
             io.abandon();
+            if io.take_out_of_space() {
+                log::warn!(
+                    "No space left on device, cleaning up partial transaction to free space."
+                );
+                let committed = io.segments_transaction_id();
+                if let Err(e) = io.cleanup(committed) {
+                    log::warn!("cleaning up the partial transaction failed: {e}");
+                }
+            }
         }
         self.index = None;
         self.active_txn = false;
@@ -1380,6 +1391,9 @@ impl Repository for LocalRepository {
 
 impl Drop for LocalRepository {
     fn drop(&mut self) {
+        if self.io.as_ref().is_some_and(LoggedIo::is_out_of_space) {
+            self.rollback_state();
+        }
         let _ = self.release();
     }
 }

@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{borg_ok, Peer, Scratch, Sshd};
+use common::{borg_ok, pseudo_random, Peer, Scratch, Sshd};
 
 const RBORG: &str = env!("CARGO_BIN_EXE_rborg");
 
@@ -36,16 +36,7 @@ fn make_source(root: &Path) {
     fs::create_dir_all(root.join("etc/app")).expect("mkdir");
     fs::write(root.join("etc/app/app.conf"), b"listen = 127.0.0.1\n").expect("write");
     fs::write(root.join("etc/app/empty"), b"").expect("write");
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let random: Vec<u8> = (0..5_000_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
-    fs::write(root.join("data.bin"), &random).expect("write");
+    fs::write(root.join("data.bin"), pseudo_random(5_000_000, 3)).expect("write");
     fs::write(root.join("notes.txt"), "daily notes\n".repeat(20_000)).expect("write");
     std::os::unix::fs::symlink("etc/app/app.conf", root.join("link")).expect("symlink");
 }

@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{borg, Peer, Scratch};
+use common::{borg, pseudo_random, Peer, Scratch};
 
 const RBORG: &str = env!("CARGO_BIN_EXE_rborg");
 
@@ -30,11 +30,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    (0..n).map(|_| (r.next() >> 24) as u8).collect()
 }
 
 fn text(o: &Output) -> String {

@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{borg_ok, Peer, Scratch, Sshd};
+use common::{borg_ok, pseudo_random, Peer, Scratch, Sshd};
 
 const RBORG: &str = env!("CARGO_BIN_EXE_rborg");
 
@@ -58,18 +58,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 fn rborg(scratch: &Scratch, args: &[&str]) -> Output {
@@ -195,42 +183,32 @@ fn full_disk_on_a_local_repository() {
     full_disk(&scratch, &disk, &repo, &[], &peer, true);
 }
 
-#[test]
-fn full_disk_behind_borg_1_4_serve() {
+/// The scenario through the loopback sshd, with `remote_path` as the server.
+fn full_disk_over_ssh(remote_path: &str, server_frees_space: bool) {
     let peer = common::borg14();
     let sshd = Sshd::start();
     let scratch = Scratch::new();
     let disk = Tmpfs::mount(&scratch.path("disk"), 48);
     let repo = sshd.url(&disk.path.join("repo"));
     let rsh = sshd.rsh();
-    let remote = peer.borg.display().to_string();
     full_disk(
         &scratch,
         &disk,
         &repo,
-        &["--rsh", &rsh, "--remote-path", &remote],
+        &["--rsh", &rsh, "--remote-path", remote_path],
         &peer,
-        false,
+        server_frees_space,
     );
 }
 
 #[test]
+fn full_disk_behind_borg_1_4_serve() {
+    full_disk_over_ssh(&common::borg14().borg.display().to_string(), false);
+}
+
+#[test]
 fn full_disk_behind_rborg_serve() {
-    let peer = common::borg14();
-    let sshd = Sshd::start();
-    let scratch = Scratch::new();
-    let disk = Tmpfs::mount(&scratch.path("disk"), 48);
-    let repo = sshd.url(&disk.path.join("repo"));
-    let rsh = sshd.rsh();
-    let remote = format!("{RBORG} serve");
     // rborg serve writes with rborg's repository code: the failed transaction's space is
     // free again once the client has gone.
-    full_disk(
-        &scratch,
-        &disk,
-        &repo,
-        &["--rsh", &rsh, "--remote-path", &remote],
-        &peer,
-        true,
-    );
+    full_disk_over_ssh(&format!("{RBORG} serve"), true);
 }

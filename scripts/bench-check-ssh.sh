@@ -93,16 +93,28 @@ du -sh "$REPO" | sed 's/^/repository size: /'
 sync
 
 # --- timed runs ---------------------------------------------------------------------------
-timed() { # label, command...  -> appends "label seconds rss_kib rc" to $WORK/results
+# CPU seconds the sshd listener has collected from its finished children: each connection's
+# sshd process and, through it, the `borg serve` it ran (/proc/PID/stat cutime + cstime).
+TCK=$(getconf CLK_TCK)
+server_cpu() { awk -v t="$TCK" '{printf "%.2f", ($16 + $17) / t}' "/proc/$SSHD_PID/stat"; }
+timed() { # label, command...  -> appends "label seconds rss_kib rc total_cpu" to $WORK/results
     local label=$1; shift
-    local rc=0
+    local rc=0 before after
+    before=$(server_cpu)
     /usr/bin/time -v -o "$WORK/time.txt" "$@" >"$WORK/out.txt" 2>&1 || rc=$?
+    sleep 0.3   # the connection's sshd process ends just after the client
+    after=$(server_cpu)
     local wall rss
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/{n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$WORK/time.txt")
     rss=$(awk -F': ' '/Maximum resident set size/{print $2}' "$WORK/time.txt")
     cpu=$(awk -F': ' '/Percent of CPU/{print $2}' "$WORK/time.txt")
-    echo "$label $wall $rss $rc" >> "$WORK/results"
-    printf '%-10s %8.2f s  peak RSS %6d MiB  client CPU %5s  exit %s\n' "$label" "$wall" "$((rss / 1024))" "$cpu" "$rc"
+    # Client CPU includes its ssh child; server CPU is sshd's session plus borg serve.
+    ccpu=$(awk -F': ' '/User time|System time/{s+=$2} END{printf "%.2f", s}' "$WORK/time.txt")
+    scpu=$(echo "$after - $before" | bc)
+    tcpu=$(echo "$ccpu + $scpu" | bc)
+    echo "$label $wall $rss $rc $tcpu" >> "$WORK/results"
+    printf '%-10s %8.2f s  peak RSS %6d MiB  client CPU %5s  CPU s: client+ssh %6.2f  sshd+serve %6.2f  total %6.2f  exit %s\n' \
+        "$label" "$wall" "$((rss / 1024))" "$cpu" "$ccpu" "$scpu" "$tcpu" "$rc"
     if [ "$rc" != 0 ]; then sed 's/^/    /' "$WORK/out.txt" | tail -5;
     else grep -i 'verif\|finished' "$WORK/out.txt" | sed 's/^/    /' | tail -3 || true; fi
 }
@@ -132,3 +144,8 @@ r=$(median rborg 2); b=$(median borg 2)
 rr=$(median rborg 3); br=$(median borg 3)
 printf 'median  rborg %.2f s (%d MiB)   borg %.2f s (%d MiB)   speed-up %.2fx\n' \
     "$r" "$((${rr%.*} / 1024))" "$b" "$((${br%.*} / 1024))" "$(echo "$b / $r" | bc -l)"
+# With every process of a run (client, ssh, sshd, borg serve) sharing this machine's cores, a
+# run cannot take less wall time than its total CPU time divided by the number of cores.
+rc_=$(median rborg 5); bc_=$(median borg 5)
+printf 'median total CPU  rborg %.2f s   borg %.2f s   on %d cores rborg needs at least %.2f s: best possible speed-up %.2fx\n' \
+    "$rc_" "$bc_" "$(nproc)" "$(echo "$rc_ / $(nproc)" | bc -l)" "$(echo "$b / ($rc_ / $(nproc))" | bc -l)"

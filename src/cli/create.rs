@@ -10,7 +10,7 @@ use clap::Args;
 use rborg::cache::FilesCacheMode;
 use rborg::chunker::{BuzhashParams, ChunkerParams};
 use rborg::commands::create::{
-    create, CreateOptions, CreateOutput, CreateResult, Progress, StopFlags,
+    create, CreateOptions, CreateOutput, CreateResult, PartTrigger, Progress, StopFlags,
 };
 use rborg::commands::Session;
 use rborg::compress::CompressionSpec;
@@ -369,6 +369,7 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
             .map_or(placeholders.user.clone(), str::to_string),
         cwd,
         threads: 0,
+        part_trigger: PartTrigger::Interval,
     };
     let stop = StopFlags::from_signals().map_err(|e| CliError::error(format!("signals: {e}")))?;
     let access = ctx.common.access(&ctx.env)?;

@@ -577,3 +577,102 @@ fn stdin_cut_by_the_clock_reads_back_in_borg() {
     assert_eq!(our_full.chunks, their_full.chunks);
     assert_eq!(keys_and_values(our_full), keys_and_values(their_full));
 }
+
+/// Sets the SIGINT flag once `after` chunks have been stored (`progress` runs per chunk).
+struct CtrlCAfter {
+    stop: StopFlags,
+    calls: u64,
+    after: u64,
+}
+
+impl CreateOutput for CtrlCAfter {
+    fn status(&mut self, _status: char, _path: &[u8]) {}
+    fn warning(&mut self, message: &str) {
+        panic!("unexpected warning: {message}");
+    }
+    fn progress(&mut self, _progress: &rborg::commands::create::Progress) {
+        self.calls += 1;
+        if self.calls == self.after {
+            self.stop
+                .sigint
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Ctrl-C in the middle of a file: the checkpoint written at the next chunk holds the file as
+/// far as it was stored, as `<path>.borg_part_1`; borg checks it and extracts that part as a
+/// prefix of the file with `--consider-part-files`, and shows nothing of it without.
+#[test]
+fn ctrl_c_inside_a_file_leaves_a_checkpoint_with_its_part() {
+    let peer = borg14();
+    let scratch = Scratch::new();
+    let src = scratch.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let data = pseudo_random(400_000, 5);
+    fs::write(src.join("big"), &data).unwrap();
+    let repo = scratch.path("repo");
+    let repo = repo.to_str().unwrap();
+    borg_ok(&peer, &scratch, &["init", "-e", "repokey", repo]);
+    let (mut s, env) = session(&scratch, repo);
+    let stop = StopFlags::default();
+    let mut out = CtrlCAfter {
+        stop: stop.clone(),
+        calls: 0,
+        after: 20,
+    };
+    let opts = CreateOptions {
+        name: "cut".into(),
+        paths: vec![src.as_os_str().as_bytes().to_vec()],
+        stdin_name: "stdin".into(),
+        compression: "lz4".parse().unwrap(),
+        chunker_params: CHUNKER.parse().unwrap(),
+        comment: String::new(),
+        timestamp: None,
+        checkpoint_interval: Duration::from_secs(1800),
+        dry_run: false,
+        walk: WalkOptions::default(),
+        metadata: MetadataOptions::default(),
+        files_cache_mode: FilesCacheMode::parse("ctime,size,inode").unwrap(),
+        files_cache_ttl: 20,
+        sparse: false,
+        cmdline: vec!["rborg".into(), "create".into()],
+        hostname: "host".into(),
+        username: "user".into(),
+        cwd: scratch.dir.path().to_string_lossy().into_owned(),
+        threads: 2,
+        part_trigger: PartTrigger::Interval,
+    };
+    let e = create(&mut s, &env, opts, &stop, &mut out).expect_err("stopped by Ctrl-C");
+    assert_eq!(e.to_string(), "Got Ctrl-C / SIGINT.");
+    s.close().unwrap();
+    let names = borg_ok(
+        &peer,
+        &scratch,
+        &["list", "--consider-checkpoints", "--short", repo],
+    );
+    assert_eq!(String::from_utf8_lossy(&names.stdout), "cut.checkpoint\n");
+    let check = borg(&peer, &scratch, &["check", "--verify-data", repo]);
+    assert!(check.status.success(), "borg check: {}", text(&check));
+    let by_borg = |args: &[&str]| borg_ok(&peer, &scratch, args);
+    let archive = format!("{repo}::cut.checkpoint");
+    let prefix = src.to_str().unwrap().trim_start_matches('/');
+    let shown = paths(&list(&by_borg, &archive, true));
+    assert_eq!(shown.last().unwrap(), &format!("{prefix}/big.borg_part_1"));
+    assert!(paths(&list(&by_borg, &archive, false))
+        .iter()
+        .all(|p| !p.contains("big")));
+    let part = by_borg(&[
+        "extract",
+        "--stdout",
+        "--consider-part-files",
+        &archive,
+        &format!("{prefix}/big.borg_part_1"),
+    ]);
+    assert!(part.stdout.len() >= 20 * 1024, "{}", part.stdout.len());
+    assert!(part.stdout.len() < data.len());
+    assert!(
+        data.starts_with(&part.stdout),
+        "the part is not a prefix of the file"
+    );
+}

@@ -146,6 +146,8 @@ pub trait CreateOutput {
     fn warning(&mut self, message: &str);
     /// Called after each chunk and file; the receiver rate-limits its output.
     fn progress(&mut self, _progress: &Progress) {}
+    /// The archive path of the item now being made (what borg's progress line shows).
+    fn processing(&mut self, _path: &[u8]) {}
 }
 
 /// What a finished `create` reports (borg's `--stats` / `--json` data).
@@ -833,6 +835,7 @@ impl Run<'_, '_> {
         for w in &draft.warnings {
             log::warn!("{}: {w}", crate::fs::display_path(&entry.path));
         }
+        self.out.processing(&draft.item.path);
         let mut status = draft.status;
         if let Some(fd) = draft.content.take() {
             let st = draft.stat;
@@ -928,6 +931,7 @@ impl Run<'_, '_> {
             ctime: Some(now),
             ..Item::default()
         };
+        self.out.processing(&item.path);
         let chunks = self
             .read_content(file, 0, true, &item.clone(), cp)
             .map_err(|e| CommandError::other(e.to_string()))?;

@@ -455,8 +455,59 @@ fn parts_match_borg(peer: Peer, encryption: &str) {
         names.sort();
         assert_eq!(names, ["big", "empty", "small", "sub"], "{prog}");
     }
-    let check = rborg(&scratch, &["check", repo]);
+    // With `--consider-part-files` (a common option: before or after the command) both
+    // extract the part files too; the master's parts concatenated are the file.
+    let mut trees = Vec::new();
+    for prog in ["borg", "rborg"] {
+        let dest = scratch.path(&format!("p-{prog}"));
+        fs::create_dir_all(&dest).unwrap();
+        let (exe, args): (PathBuf, Vec<&str>) = if prog == "borg" {
+            (
+                peer.borg.clone(),
+                vec!["extract", "--consider-part-files", &ba],
+            )
+        } else {
+            (
+                PathBuf::from(env!("CARGO_BIN_EXE_rborg")),
+                vec!["--consider-part-files", "extract", &ba],
+            )
+        };
+        let o = Command::new(exe)
+            .args(&args)
+            .envs(scratch.borg_env())
+            .current_dir(&dest)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{prog} extract parts: {}", text(&o));
+        trees.push(files_under(&dest));
+    }
+    assert_eq!(trees[0], trees[1]);
+    let mut joined = Vec::new();
+    for n in 1..=master_parts.len() {
+        let name = format!("{master_path}.borg_part_{n}");
+        joined.extend_from_slice(&trees[1][&name]);
+    }
+    assert!(joined == fs::read(src.join("big")).unwrap());
+    let check = rborg(&scratch, &["check", "--consider-part-files", repo]);
     assert!(check.status.success(), "rborg check: {}", text(&check));
+}
+
+/// Every regular file under `dir`: relative path to content.
+fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
 }
 
 #[test]

@@ -1063,6 +1063,62 @@ mod tests {
     }
 
     #[test]
+    fn cut_rule_follows_the_trigger_and_ctrl_c() {
+        let rule = |trigger, interval, ago: u64| CutRule {
+            since: Instant::now() - Duration::from_secs(ago),
+            interval,
+            trigger,
+            sigint: Arc::default(),
+        };
+        let every3 = rule(PartTrigger::EveryChunks(3), Duration::ZERO, 0);
+        assert_eq!(
+            (1..=4).map(|n| every3.due(n)).collect::<Vec<_>>(),
+            [false, false, true, true]
+        );
+        assert!(!rule(PartTrigger::EveryChunks(0), Duration::ZERO, 0).due(100));
+        // borg: strictly more than the interval since the last checkpoint; 0 never cuts.
+        assert!(rule(PartTrigger::Interval, Duration::from_secs(5), 6).due(1));
+        assert!(!rule(PartTrigger::Interval, Duration::from_secs(5), 4).due(1));
+        assert!(!rule(PartTrigger::Interval, Duration::ZERO, 100).due(1));
+        let r = rule(PartTrigger::Interval, Duration::from_secs(1800), 0);
+        r.sigint.store(true, Ordering::Relaxed);
+        assert!(r.due(1));
+    }
+
+    #[test]
+    fn part_items_are_the_item_while_chunking_with_its_part() {
+        let full = Item {
+            path: b"home/f".to_vec(),
+            mode: Some(0o100644),
+            mtime: 7,
+            hardlink_master: Some(true),
+            xattrs: Some(vec![(b"user.a".to_vec(), b"1".to_vec())]),
+            acl_access: Some(b"user::rw-".to_vec()),
+            bsdflags: Some(2),
+            ..Item::default()
+        };
+        let c = |n: u8, size| ChunkRef {
+            id: [n; 32],
+            size,
+            csize: size + 10,
+        };
+        let p = part_item(&part_base(&full), &[c(1, 100), c(2, 50)], 3);
+        assert_eq!(
+            p,
+            Item {
+                path: b"home/f.borg_part_3".to_vec(),
+                mode: Some(0o100644),
+                mtime: 7,
+                hardlink_master: Some(true),
+                size: Some(150),
+                chunks: Some(vec![c(1, 100), c(2, 50)]),
+                part: Some(3),
+                ..Item::default()
+            }
+        );
+    }
+
+    #[test]
     fn chunker_params_as_borg_stores_them() {
         let v = chunker_params_value(&"buzhash,19,23,21,4095".parse().unwrap());
         assert_eq!(

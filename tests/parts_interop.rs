@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{borg, borg12, borg14, borg_ok, Peer, Scratch};
+use common::{borg, borg12, borg14, borg_ok, Peer, Scratch, Sshd};
 use rborg::archive::reader::{for_each_item, load_archive};
 use rborg::archive::{ArchiveMetadata, Item};
 use rborg::cache::FilesCacheMode;
@@ -167,7 +167,9 @@ fn make_tree(src: &Path) {
 }
 
 fn session(scratch: &Scratch, repo: &str) -> (Session, Environment) {
-    let env = Environment::from_pairs(scratch.borg_env());
+    // The ssh settings a remote test put into the process environment, as the CLI reads them.
+    let ssh = std::env::vars_os().filter(|(k, _)| k == "BORG_RSH" || k == "BORG_REMOTE_PATH");
+    let env = Environment::from_pairs(scratch.borg_env().into_iter().chain(ssh));
     let access = AccessSettings::from_env(&env, None, None, SshKind::Process);
     let open = OpenOptions {
         exclusive: true,
@@ -301,13 +303,23 @@ fn same_tree(a: &Path, b: &Path) {
     }
 }
 
-fn parts_match_borg(peer: Peer, encryption: &str) {
+fn parts_match_borg(peer: Peer, encryption: &str, over_ssh: bool) {
     let scratch = Scratch::new();
     let src = scratch.path("src");
     make_tree(&src);
     let src_arg = src.to_str().unwrap();
-    let repo = scratch.path("repo");
-    let repo = repo.to_str().unwrap();
+    let sshd = over_ssh.then(Sshd::start);
+    let repo = match &sshd {
+        Some(sshd) => {
+            // Checkpoints mid-file commit while puts are still in flight over the RPC.
+            let wrapper = scratch.serve_wrapper(&peer, "serve", "");
+            std::env::set_var("BORG_RSH", sshd.rsh());
+            std::env::set_var("BORG_REMOTE_PATH", wrapper.to_str().unwrap());
+            sshd.url(&scratch.path("repo"))
+        }
+        None => scratch.path("repo").to_str().unwrap().to_string(),
+    };
+    let repo = repo.as_str();
     borg_ok(&peer, &scratch, &["init", "-e", encryption, repo]);
     // borg first, so that rborg's chunks all dedup against borg's and the two archives'
     // chunk lists (ids and stored sizes) can only be equal if the cuts and items are.
@@ -511,13 +523,13 @@ fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 }
 
 #[test]
-fn parts_match_borg12_byte_for_byte() {
-    parts_match_borg(borg12(), "repokey");
+fn parts_match_borg12_byte_for_byte_over_ssh() {
+    parts_match_borg(borg12(), "repokey", true);
 }
 
 #[test]
 fn parts_match_borg14_byte_for_byte() {
-    parts_match_borg(borg14(), "authenticated-blake2");
+    parts_match_borg(borg14(), "authenticated-blake2", false);
 }
 
 /// The keys of an item as stored, without the times stdin items take from the clock.

@@ -765,8 +765,10 @@ impl Run<'_, '_> {
                     cut: &mut cut,
                 };
                 let out = &mut *self.out;
-                let mut on_chunk = |n: u64| {
-                    progress.original += n;
+                let mut on_chunk = |s: &Stats| {
+                    progress.original = s.osize;
+                    progress.compressed = s.csize;
+                    progress.deduplicated = s.usize;
                     out.progress(&progress);
                 };
                 // The size left only sizes the nonce reservation and picks the parallel path.

@@ -710,15 +710,15 @@ impl Run<'_, '_> {
         self.out.progress(&self.progress);
     }
 
-    /// Reads a stream into chunks. A read error is a per-file problem. `base` is the item as
-    /// far as borg has it while chunking (what part items are copied from); `cp` writes the
-    /// checkpoints that fall inside this file.
+    /// Reads a stream into chunks. A read error is a per-file problem. `item` is the file's
+    /// item so far (what part items are copied from); `cp` writes the checkpoints that fall
+    /// inside this file.
     fn read_content(
         &mut self,
         file: File,
         size: u64,
         special: bool,
-        base: &Item,
+        item: &Item,
         cp: &mut Checkpointer<'_>,
     ) -> Result<Vec<ChunkRef>, VisitError> {
         let params = self.chunker_params;
@@ -728,11 +728,11 @@ impl Run<'_, '_> {
                 header_size,
             } if self.sparse && !special => {
                 let c = FixedChunker::sparse(file, block_size, header_size).map_err(fatal)?;
-                self.store_in_parts(c, size, base, cp)
+                self.store_in_parts(c, size, item, cp)
             }
             _ => {
                 let c = AnyChunker::new(file, params, self.seed).map_err(fatal)?;
-                self.store_in_parts(c, size, base, cp)
+                self.store_in_parts(c, size, item, cp)
             }
         }
     }
@@ -747,7 +747,7 @@ impl Run<'_, '_> {
         &mut self,
         mut chunker: C,
         size: u64,
-        base: &Item,
+        item: &Item,
         cp: &mut Checkpointer<'_>,
     ) -> Result<Vec<ChunkRef>, VisitError> {
         let mut chunks: Vec<ChunkRef> = Vec::new();
@@ -787,7 +787,7 @@ impl Run<'_, '_> {
             if !cut {
                 break;
             }
-            self.write_part(base, &chunks[from_chunk..], part_number, cp)?;
+            self.write_part(item, &chunks[from_chunk..], part_number, cp)?;
             from_chunk = chunks.len();
             part_number += 1;
             if self.stop.sigint.load(Ordering::Relaxed) {
@@ -799,7 +799,7 @@ impl Run<'_, '_> {
         }
         if part_number > 1 {
             if from_chunk < chunks.len() {
-                self.write_part(base, &chunks[from_chunk..], part_number, cp)?;
+                self.write_part(item, &chunks[from_chunk..], part_number, cp)?;
                 part_number += 1;
             }
             for c in &chunks {
@@ -812,17 +812,17 @@ impl Run<'_, '_> {
         Ok(chunks)
     }
 
-    /// `write_part_file`: a copy of `base` with the chunks since the previous part, its size
-    /// recomputed, path `<path>.borg_part_<number>` and `part = number`, then a checkpoint.
+    /// `write_part_file`: the part item for the chunks since the previous part, then a
+    /// checkpoint.
     fn write_part(
         &mut self,
-        base: &Item,
+        item: &Item,
         chunks: &[ChunkRef],
         number: u32,
         cp: &mut Checkpointer<'_>,
     ) -> Result<(), VisitError> {
-        let item = part_item(base, chunks, number);
-        self.add_item(&item)?;
+        let part = part_item(item, chunks, number);
+        self.add_item(&part)?;
         cp.checkpoint(self)
     }
 
@@ -880,8 +880,7 @@ impl Run<'_, '_> {
                     let probe = file
                         .try_clone()
                         .map_err(|e| VisitError::Backup(format!("open: {e}")))?;
-                    let base = part_base(&draft.item);
-                    let c = self.read_content(file, fstat.size, draft.special, &base, cp)?;
+                    let c = self.read_content(file, fstat.size, draft.special, &draft.item, cp)?;
                     // Changed while read? borg compares the ctime of a second fstat.
                     let changed = !draft.special
                         && crate::fs::stat::fstat(std::os::fd::AsFd::as_fd(&probe), &entry.path)
@@ -920,7 +919,7 @@ impl Run<'_, '_> {
         // SAFETY: fd is a fresh descriptor we own.
         let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         let root = Some(Some(b"root".to_vec()));
-        // As borg's `process_pipe` has it while chunking (part items are copies of this).
+        // As borg's `process_pipe` has it while chunking (what part items are copied from).
         let mut item = Item {
             path: crate::fs::path::make_path_safe(name.as_bytes()),
             mode: Some(libc::S_IFREG | 0o660),
@@ -935,7 +934,7 @@ impl Run<'_, '_> {
         };
         self.out.processing(&item.path);
         let chunks = self
-            .read_content(file, 0, true, &item.clone(), cp)
+            .read_content(file, 0, true, &item, cp)
             .map_err(|e| CommandError::other(e.to_string()))?;
         item.size = Some(chunks.iter().map(|c| c.size).sum());
         item.chunks = Some(chunks);
@@ -948,33 +947,24 @@ impl Run<'_, '_> {
     }
 }
 
-/// The item a part item is copied from: borg's item while it chunks the content, which has the
-/// stat attributes but not yet those of `stat_ext_attrs` (flags, xattrs, ACLs).
-fn part_base(item: &Item) -> Item {
-    Item {
-        bsdflags: None,
-        xattrs: None,
-        acl_access: None,
-        acl_default: None,
-        acl_extended: None,
-        acl_nfs4: None,
-        size: None,
-        chunks: None,
-        ..item.clone()
-    }
-}
-
-/// `write_part_file`'s item: `base` with `chunks`, their size, the `.borg_part_<number>` path
-/// and `part = number`.
-fn part_item(base: &Item, chunks: &[ChunkRef], number: u32) -> Item {
-    let mut path = base.path.clone();
+/// `write_part_file`'s item: a copy of `item` as borg has it while it chunks the content (the
+/// stat attributes, not yet those of `stat_ext_attrs`: flags, xattrs, ACLs) with `chunks`,
+/// their size, the `.borg_part_<number>` path and `part = number`.
+fn part_item(item: &Item, chunks: &[ChunkRef], number: u32) -> Item {
+    let mut path = item.path.clone();
     path.extend_from_slice(format!(".borg_part_{number}").as_bytes());
     Item {
         path,
         part: Some(number),
         size: Some(chunks.iter().map(|c| c.size).sum()),
         chunks: Some(chunks.to_vec()),
-        ..base.clone()
+        bsdflags: None,
+        xattrs: None,
+        acl_access: None,
+        acl_default: None,
+        acl_extended: None,
+        acl_nfs4: None,
+        ..item.clone()
     }
 }
 
@@ -1104,7 +1094,7 @@ mod tests {
             size,
             csize: size + 10,
         };
-        let p = part_item(&part_base(&full), &[c(1, 100), c(2, 50)], 3);
+        let p = part_item(&full, &[c(1, 100), c(2, 50)], 3);
         assert_eq!(
             p,
             Item {

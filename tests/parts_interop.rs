@@ -761,7 +761,45 @@ fn deleting_an_archive_with_parts_frees_every_chunk() {
     assert!(r.stats.nfiles_parts >= 4, "{:?}", r.stats);
     let check = borg(&peer, &scratch, &["check", "--verify-data", repo]);
     assert!(check.status.success(), "borg check: {}", text(&check));
-    rborg_ok(&scratch, &["delete", &format!("{repo}::r")]);
+    // `delete --stats --consider-part-files` by borg (on a copy) and by rborg: the same
+    // numbers, part references counted.
+    let copy = scratch.path("copy");
+    let cp = Command::new("cp")
+        .args(["-a", repo, copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let args = |r: &str| {
+        vec![
+            "delete".to_string(),
+            "--stats".to_string(),
+            "--consider-part-files".to_string(),
+            format!("{r}::r"),
+        ]
+    };
+    let deleted = |o: &Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter(|l| l.starts_with("Deleted data:") || l.starts_with("All archives:"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+    // The copy has the same repository id: borg gets a base directory (security and cache
+    // directories) of its own for it.
+    let theirs = Command::new(&peer.borg)
+        .args(args(copy.to_str().unwrap()))
+        .envs(scratch.borg_env())
+        .env("BORG_BASE_DIR", scratch.path("base-copy"))
+        .output()
+        .unwrap();
+    assert!(theirs.status.success(), "borg delete: {}", text(&theirs));
+    let ours_args = args(repo);
+    let ours = rborg_ok(
+        &scratch,
+        &ours_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(deleted(&ours), deleted(&theirs));
+    assert_eq!(deleted(&ours).len(), 2, "{}", text(&ours));
     let check = borg(&peer, &scratch, &["check", repo]);
     assert!(check.status.success(), "borg check: {}", text(&check));
     let (mut s, _) = session(&scratch, repo);

@@ -54,8 +54,8 @@ fn setup() -> (Scratch, String) {
 #[test]
 fn progress_lines_carry_rate_and_eta_and_json_stdout_stays_clean() {
     let (scratch, repo) = setup();
-    // lzma at level 6 takes any build (and machine) about a second or more for these 6 MiB, so there
-    // are several reports 0.2 s apart, most after the count beside the backup is done.
+    // lzma at level 6 takes any build (and machine) about a second or more for these 6 MiB,
+    // so there are several reports 0.2 s apart, most after the count beside the backup is done.
     let o = rborg(
         &scratch,
         &[

@@ -238,15 +238,15 @@ impl<'a> ChunkStore<'a> {
 
     /// Runs a file's content through the hot path (chunk → id → dedup → compress → IV → seal)
     /// and puts the new objects. `expected_size` (0 if unknown) only sizes the nonce
-    /// reservation and picks parallel or sequential processing. `on_chunk` sees each chunk's
-    /// plaintext size (for progress). On a read error nothing of the stream stays referenced
+    /// reservation and picks parallel or sequential processing. `on_chunk` sees the statistics
+    /// after each chunk (for progress). On a read error nothing of the stream stays referenced
     /// and objects already put are deleted again.
     pub fn store_stream<C: ChunkSource + Send>(
         &mut self,
         source: C,
         expected_size: u64,
         stats: &mut Stats,
-        on_chunk: &mut dyn FnMut(u64),
+        on_chunk: &mut dyn FnMut(&Stats),
     ) -> Result<StoredStream, StreamError> {
         let encrypted = self.key.is_encrypted();
         // Reserve enough counter values for the whole stream up front: the hot path assigns
@@ -294,7 +294,7 @@ impl<'a> ChunkStore<'a> {
                     }
                 };
                 stats.update(size, csize, unique, false);
-                on_chunk(size);
+                on_chunk(stats);
                 chunks.push(ChunkRef {
                     id: c.id,
                     size,

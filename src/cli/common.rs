@@ -40,6 +40,10 @@ pub struct CommonOptions {
     /// Output one JSON object per log line instead of formatted text.
     #[arg(long = "log-json", global = true)]
     pub log_json: bool,
+    /// Treat part files like normal files (e.g. to list/extract them). A common option in
+    /// borg, accepted by every command; list, extract, info, delete and prune act on it.
+    #[arg(long = "consider-part-files", global = true)]
+    pub consider_part_files: bool,
     /// Wait at most SECONDS for acquiring a repository/cache lock.
     #[arg(
         long = "lock-wait",

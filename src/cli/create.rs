@@ -9,8 +9,9 @@ use clap::Args;
 
 use rborg::cache::FilesCacheMode;
 use rborg::chunker::{BuzhashParams, ChunkerParams};
+use rborg::commands::content_total::ContentTotal;
 use rborg::commands::create::{
-    create, CreateOptions, CreateOutput, CreateResult, Progress, StopFlags,
+    create, CreateOptions, CreateOutput, CreateResult, PartTrigger, Progress, StopFlags,
 };
 use rborg::commands::Session;
 use rborg::compress::CompressionSpec;
@@ -20,7 +21,7 @@ use rborg::manifest::Operation;
 use rborg::patterns::PatternMatcher;
 use rborg::rpc::ClientOptions;
 
-use super::{location_arg, CliError, Context, Outcome};
+use super::{format, location_arg, CliError, Context, Outcome};
 
 /// Arguments of `rborg create`.
 #[derive(Debug, Args)]
@@ -143,9 +144,17 @@ struct Printer {
     list: bool,
     filter: Option<String>,
     progress: bool,
-    last_progress: Instant,
-    started: Instant,
-    total_hint: u64,
+    /// When the last progress line was shown (the first one is shown at once, as in borg).
+    last_progress: Option<Instant>,
+    /// When content processing began (the first progress report): the base of the rate.
+    started: Option<Instant>,
+    /// The content total being counted beside the backup (for the ETA).
+    total: Option<ContentTotal>,
+    /// How progress is shown: JSON lines, terminal or plain lines.
+    style: ProgressStyle,
+    iec: bool,
+    /// The archive path of the item being made.
+    path: Vec<u8>,
     warnings: usize,
     /// Modern codes of the warnings given (one shared code is the exit code, else 1).
     codes: std::collections::BTreeSet<u8>,
@@ -173,34 +182,190 @@ impl CreateOutput for Printer {
         log::warn!("{message}");
     }
 
+    fn processing(&mut self, path: &[u8]) {
+        if self.progress {
+            self.path.clear();
+            self.path.extend_from_slice(path);
+        }
+    }
+
     fn progress(&mut self, p: &Progress) {
-        if !self.progress || self.last_progress.elapsed() < Duration::from_millis(200) {
+        if !self.progress {
             return;
         }
-        self.last_progress = Instant::now();
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = p.original as f64 / secs;
-        let mut line = format!(
-            "{} O {} C {} D {} N, {}/s",
-            format_size(p.original),
-            format_size(p.compressed),
-            format_size(p.deduplicated),
-            p.nfiles,
-            format_size(rate as u64)
-        );
-        if self.total_hint > p.original && rate > 0.0 {
-            let eta = (self.total_hint - p.original) as f64 / rate;
-            line.push_str(&format!(", ETA {}", format_duration(eta)));
+        // borg's `show_progress(dt=0.2)`.
+        let now = Instant::now();
+        if self
+            .last_progress
+            .is_some_and(|t| now - t <= Duration::from_millis(200))
+        {
+            return;
         }
-        eprint!("\r{line:<79}\r");
-        let _ = std::io::stderr().flush();
+        self.last_progress = Some(now);
+        let started = *self.started.get_or_insert(now);
+        let path = rborg::fs::display_path(&self.path);
+        let line = match self.style {
+            ProgressStyle::Json => json_progress(p, &path),
+            ProgressStyle::Lines => {
+                let total = self.total.as_ref().and_then(ContentTotal::total);
+                progress_message(p, now - started, total, self.iec) + &path
+            }
+            ProgressStyle::Terminal(columns) => {
+                let total = self.total.as_ref().and_then(ContentTotal::total);
+                let mut msg = progress_message(p, now - started, total, self.iec);
+                let mut space = columns.saturating_sub(msg.chars().count());
+                if space < 12 {
+                    msg.clear();
+                    space = columns;
+                }
+                if space >= 8 {
+                    msg.push_str(&ellipsis_truncate(&path, space));
+                }
+                eprint!("{msg}\r");
+                let _ = std::io::stderr().flush();
+                return;
+            }
+        };
+        eprintln!("{line}");
     }
 }
 
+/// How `--progress` is shown: borg 1.4's three ways (`Statistics.show_progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProgressStyle {
+    /// `--log-json`: one `archive_progress` JSON object per line.
+    Json,
+    /// stderr is a terminal of this many columns: one line rewritten in place.
+    Terminal(usize),
+    /// stderr is not a terminal: one full line each time.
+    Lines,
+}
+
+impl ProgressStyle {
+    fn of_stderr(log_json: bool, env: &rborg::settings::Environment) -> ProgressStyle {
+        if log_json {
+            return ProgressStyle::Json;
+        }
+        // SAFETY: isatty only inspects the descriptor.
+        if unsafe { libc::isatty(2) } != 1 {
+            return ProgressStyle::Lines;
+        }
+        // Python's `shutil.get_terminal_size`: $COLUMNS, then the terminal, then 80.
+        let columns = env
+            .get("COLUMNS")
+            .and_then(|c| c.parse::<usize>().ok())
+            .filter(|&c| c > 0)
+            .or_else(|| {
+                let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+                // SAFETY: TIOCGWINSZ fills the winsize struct passed by pointer.
+                let r = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) };
+                (r == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
+            })
+            .unwrap_or(80);
+        ProgressStyle::Terminal(columns)
+    }
+}
+
+/// The progress line without the path: borg's `PROGRESS_FMT` (`{O} O {C} C {D} D {N} N `),
+/// then, beyond borg, the rate of original bytes per second and, once the content total is
+/// known, the share done and an ETA at that rate.
+fn progress_message(p: &Progress, elapsed: Duration, total: Option<u64>, iec: bool) -> String {
+    let size = |n: u64| format::file_size(n as i64, iec);
+    let mut msg = format!(
+        "{} O {} C {} D {} N ",
+        size(p.original),
+        size(p.compressed),
+        size(p.deduplicated),
+        p.nfiles
+    );
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        p.original as f64 / secs
+    } else {
+        0.0
+    };
+    msg.push_str(&format!("{}/s ", size(rate as u64)));
+    if let Some(total) = total.filter(|&t| t > 0) {
+        let done = p.original.min(total);
+        msg.push_str(&format!("{:.0}% ", done as f64 * 100.0 / total as f64));
+        if rate > 0.0 {
+            let eta = (total - done) as f64 / rate;
+            msg.push_str(&format!("ETA {} ", clock(eta)));
+        }
+    }
+    msg
+}
+
+/// Seconds as `H:MM:SS`.
+fn clock(secs: f64) -> String {
+    let s = secs.round().max(0.0) as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// borg's `ellipsis_truncate`: the text fitted into `space` columns, its middle replaced by
+/// `...` when too long, padded with spaces when short.
+fn ellipsis_truncate(text: &str, space: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if space < 8 {
+        return format!("...{}", " ".repeat(space.saturating_sub(3)));
+    }
+    if chars.len() > space.saturating_sub(3) {
+        let head = space / 2 - 3;
+        let tail = space.div_ceil(2);
+        let h: String = chars[..head.min(chars.len())].iter().collect();
+        let t: String = chars[chars.len().saturating_sub(tail)..].iter().collect();
+        return format!("{h}...{t}");
+    }
+    format!("{text}{}", " ".repeat(space - chars.len()))
+}
+
+/// borg's `archive_progress` JSON record (`Statistics.show_progress` with `--log-json`).
+fn json_progress(p: &Progress, path: &str) -> String {
+    serde_json::json!({
+        "original_size": p.original,
+        "compressed_size": p.compressed,
+        "deduplicated_size": p.deduplicated,
+        "nfiles": p.nfiles,
+        "path": path,
+        "time": unix_time(),
+        "type": "archive_progress",
+        "finished": false,
+    })
+    .to_string()
+}
+
+fn unix_time() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl Printer {
+    /// Takes the progress line away before other output (terminal style only).
     fn clear_progress(&self) {
-        if self.progress {
-            eprint!("\r{:79}\r", "");
+        if let (true, ProgressStyle::Terminal(columns)) = (self.progress, self.style) {
+            if self.last_progress.is_some() {
+                eprint!("{}\r", " ".repeat(columns));
+            }
+        }
+    }
+
+    /// borg's `show_progress(final=True)` at the end of the walk.
+    fn finish_progress(&self) {
+        if !self.progress {
+            return;
+        }
+        match self.style {
+            ProgressStyle::Json => eprintln!(
+                "{}",
+                serde_json::json!({
+                    "time": unix_time(),
+                    "type": "archive_progress",
+                    "finished": true,
+                })
+            ),
+            ProgressStyle::Lines => eprintln!(),
+            ProgressStyle::Terminal(columns) => eprint!("{}\r", " ".repeat(columns)),
         }
     }
 }
@@ -288,6 +453,25 @@ fn matcher(args: &CreateArgs) -> Result<PatternMatcher, CliError> {
     Ok(m)
 }
 
+/// The walk's options from the command line.
+fn walk_options(args: &CreateArgs) -> Result<WalkOptions, CliError> {
+    Ok(WalkOptions {
+        matcher: matcher(args)?,
+        one_file_system: args.one_file_system,
+        exclude_caches: args.exclude_caches,
+        exclude_if_present: args
+            .exclude_if_present
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect(),
+        keep_exclude_tags: args.keep_exclude_tags,
+        exclude_nodump: args.exclude_nodump,
+        read_special: args.read_special,
+        dry_run: args.dry_run,
+        skip_inodes: Default::default(),
+    })
+}
+
 /// Runs `rborg create`.
 pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
     let location = location_arg(ctx, Some(&args.archive))?;
@@ -309,21 +493,7 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
     let files_cache_mode = FilesCacheMode::parse(&args.files_cache)
         .map_err(|e| CliError::usage(format!("argument --files-cache: {e}")))?;
     let timestamp = args.timestamp.as_deref().map(parse_timestamp).transpose()?;
-    let walk = WalkOptions {
-        matcher: matcher(&args)?,
-        one_file_system: args.one_file_system,
-        exclude_caches: args.exclude_caches,
-        exclude_if_present: args
-            .exclude_if_present
-            .iter()
-            .map(|s| s.as_bytes().to_vec())
-            .collect(),
-        keep_exclude_tags: args.keep_exclude_tags,
-        exclude_nodump: args.exclude_nodump,
-        read_special: args.read_special,
-        dry_run: args.dry_run,
-        skip_inodes: Default::default(),
-    };
+    let walk = walk_options(&args)?;
     let metadata = MetadataOptions {
         atime: args.atime,
         noctime: args.noctime,
@@ -369,6 +539,7 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
             .map_or(placeholders.user.clone(), str::to_string),
         cwd,
         threads: 0,
+        part_trigger: PartTrigger::Interval,
     };
     let stop = StopFlags::from_signals().map_err(|e| CliError::error(format!("signals: {e}")))?;
     let access = ctx.common.access(&ctx.env)?;
@@ -381,25 +552,37 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
         &mut TtyPrompter,
         &[Operation::Write],
     )?;
+    // The ETA's total is counted beside the backup, and only when progress is shown and no
+    // path is stdin (whose size nobody knows).
+    let total = if ctx.common.progress && !args.dry_run && args.paths.iter().all(|p| p != "-") {
+        ContentTotal::start(opts.paths.clone(), walk_options(&args)?).ok()
+    } else {
+        None
+    };
     let mut printer = Printer {
         list: args.list,
         filter: args.filter.clone(),
         progress: ctx.common.progress,
-        last_progress: Instant::now(),
-        started: Instant::now(),
-        total_hint: 0,
+        last_progress: None,
+        started: None,
+        total,
+        style: ProgressStyle::of_stderr(ctx.common.log_json, &ctx.env),
+        iec: ctx.common.iec,
+        path: Vec::new(),
         warnings: 0,
         codes: Default::default(),
     };
     let result = create(&mut session, &ctx.env, opts, &stop, &mut printer);
-    printer.clear_progress();
+    printer.total = None;
     let result = match result {
         Ok(r) => r,
         Err(e) => {
+            printer.clear_progress();
             let _ = session.close();
             return Err(e.into());
         }
     };
+    printer.finish_progress();
     if !args.dry_run {
         if args.json {
             println!("{}", json_output(&session, &result, ctx)?);
@@ -539,4 +722,95 @@ fn stats_text(session: &Session, r: &CreateResult) -> String {
         uc = c.total_unique_chunks,
         tcn = c.total_chunks,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress() -> Progress {
+        Progress {
+            original: 50_000_000,
+            compressed: 20_000_000,
+            deduplicated: 10_000_000,
+            nfiles: 12,
+        }
+    }
+
+    #[test]
+    fn progress_line_has_borgs_fields_the_rate_and_an_eta() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(
+            progress_message(&progress(), ten, Some(150_000_000), false),
+            "50.00 MB O 20.00 MB C 10.00 MB D 12 N 5.00 MB/s 33% ETA 0:00:20 "
+        );
+        // No total (yet): borg's fields and the rate only.
+        assert_eq!(
+            progress_message(&progress(), ten, None, false),
+            "50.00 MB O 20.00 MB C 10.00 MB D 12 N 5.00 MB/s "
+        );
+        // More than counted (files grew): done, nothing left.
+        assert_eq!(
+            progress_message(&progress(), ten, Some(40_000_000), false),
+            "50.00 MB O 20.00 MB C 10.00 MB D 12 N 5.00 MB/s 100% ETA 0:00:00 "
+        );
+        // No time passed: no rate, so no ETA.
+        assert_eq!(
+            progress_message(&Progress::default(), Duration::ZERO, Some(1000), false),
+            "0 B O 0 B C 0 B D 0 N 0 B/s 0% "
+        );
+        assert_eq!(
+            progress_message(&progress(), ten, Some(1 << 30), true),
+            "47.68 MiB O 19.07 MiB C 9.54 MiB D 12 N 4.77 MiB/s 5% ETA 0:03:25 "
+        );
+        let slow = Progress {
+            original: 1_000_000,
+            ..progress()
+        };
+        assert_eq!(
+            progress_message(&slow, Duration::from_secs(100), Some(38_000_000), false),
+            "1.00 MB O 20.00 MB C 10.00 MB D 12 N 10.00 kB/s 3% ETA 1:01:40 "
+        );
+    }
+
+    #[test]
+    fn eta_clock_and_path_truncation_as_borg_fits_it() {
+        assert_eq!(clock(0.4), "0:00:00");
+        assert_eq!(clock(3725.4), "1:02:05");
+        assert_eq!(clock(90061.0), "25:01:01");
+        assert_eq!(
+            ellipsis_truncate("abcdefghijklmnopqrstuvwxyz", 12),
+            "abc...uvwxyz"
+        );
+        assert_eq!(
+            ellipsis_truncate("abcdefghijklmnopqrstuvwxyz", 13),
+            "abc...tuvwxyz"
+        );
+        assert_eq!(ellipsis_truncate("abc", 8), "abc     ");
+        assert_eq!(ellipsis_truncate("abcdefgh", 6), "...   ");
+    }
+
+    #[test]
+    fn json_progress_is_borgs_archive_progress() {
+        let v: serde_json::Value =
+            serde_json::from_str(&json_progress(&progress(), "src/big")).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "compressed_size",
+                "deduplicated_size",
+                "finished",
+                "nfiles",
+                "original_size",
+                "path",
+                "time",
+                "type"
+            ]
+        );
+        assert_eq!(v["type"], "archive_progress");
+        assert_eq!(v["original_size"], 50_000_000);
+        assert_eq!(v["finished"], false);
+        assert!(v["time"].as_f64().unwrap() > 1.7e9);
+    }
 }

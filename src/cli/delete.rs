@@ -81,6 +81,7 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
         &names,
         dry_run,
         ctx.common.progress,
+        ctx.common.consider_part_files,
         &mut |event| match event {
             DeleteEvent::Deleted(name, entry, i, n) if list => {
                 let verb = if dry_run {
@@ -128,7 +129,7 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
                     &session.opened.key.key,
                     &session.opened.manifest,
                     &cache.index,
-                    false,
+                    ctx.common.consider_part_files,
                 )
                 .map_err(|e| CliError::error(e.to_string()))
             });

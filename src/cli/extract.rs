@@ -44,9 +44,6 @@ pub struct ExtractArgs {
     /// Remove the specified number of leading path elements.
     #[arg(long = "strip-components", value_name = "NUMBER", default_value_t = 0)]
     strip_components: usize,
-    /// Extract part files too.
-    #[arg(long = "consider-part-files")]
-    consider_part_files: bool,
     /// Exclude paths matching PATTERN.
     #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
     exclude: Vec<String>,
@@ -103,7 +100,7 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
             ..RestoreOptions::default()
         },
         dry_run: args.dry_run,
-        consider_part_files: args.consider_part_files,
+        consider_part_files: ctx.common.consider_part_files,
     };
     let dest =
         std::env::current_dir().map_err(|e| CliError::error(format!("current directory: {e}")))?;

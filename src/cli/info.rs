@@ -22,9 +22,6 @@ pub struct InfoArgs {
     /// Format output as JSON.
     #[arg(long)]
     json: bool,
-    /// Count part files too.
-    #[arg(long = "consider-part-files")]
-    consider_part_files: bool,
     #[command(flatten)]
     selection: SelectionArgs,
     /// The repository, or an archive as REPO::ARCHIVE.
@@ -69,7 +66,7 @@ fn info(
         &session.opened.key.key,
         &session.opened.manifest,
         &cache.index,
-        args.consider_part_files,
+        ctx.common.consider_part_files,
     )
     .map_err(read_error)?;
     let cache_json = json!({
@@ -111,7 +108,7 @@ fn info(
             key,
             &cache.index,
             &loaded,
-            args.consider_part_files,
+            ctx.common.consider_part_files,
         )
         .map_err(read_error)?;
         let m = &loaded.metadata;

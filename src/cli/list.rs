@@ -97,9 +97,6 @@ pub struct ListArgs {
     /// Show checkpoint archives too.
     #[arg(long = "consider-checkpoints")]
     consider_checkpoints: bool,
-    /// Show part files too.
-    #[arg(long = "consider-part-files")]
-    consider_part_files: bool,
     /// Exclude paths matching PATTERN.
     #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
     exclude: Vec<String>,
@@ -379,7 +376,7 @@ fn list_archive(
         session.repository.as_mut(),
         key,
         &loaded.metadata,
-        args.consider_part_files,
+        ctx.common.consider_part_files,
         &mut |repository, items| {
             for item in items {
                 if matcher.matches(&item.path).included == Some(false) {

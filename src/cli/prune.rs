@@ -133,6 +133,7 @@ pub fn run(ctx: &Context, args: PruneArgs) -> Result<Outcome, CliError> {
         &settings,
         args.dry_run,
         ctx.common.progress,
+        ctx.common.consider_part_files,
     );
     let closed = session.close();
     let outcome = result?;

@@ -19,6 +19,12 @@
 //! Checkpoints (`<name>.checkpoint`) are written between files once `checkpoint_interval` has
 //! passed, and on the first SIGINT before stopping; SIGTERM stops without one. A stop before
 //! the final commit leaves the repository at its previous commit (or the last checkpoint).
+//!
+//! While a file's content is read, a checkpoint is also due after a chunk once the interval has
+//! passed (borg's `ChunksProcessor.maybe_checkpoint`, the only place borg checkpoints): the
+//! content stored so far becomes a part item `<path>.borg_part_N` (`part = N`), the checkpoint
+//! archive is committed, and reading goes on. A file cut this way ends with a last part for the
+//! rest, the full item as usual, and one more reference per chunk counted as part statistics.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,7 +40,7 @@ use crate::archive::writer::{
 use crate::archive::{format_time, ArchiveMetadata, ChunkRef, Item};
 use crate::cache::sync::ChunkCache;
 use crate::cache::{repository_cache_dir, FileStat, FileStatus, FilesCache, FilesCacheMode};
-use crate::chunker::{AnyChunker, ChunkerParams, FixedChunker};
+use crate::chunker::{AnyChunker, ChunkSource, ChunkerParams, FixedChunker};
 use crate::compress::CompressionSpec;
 use crate::fs::{
     Entry, FsObjectProcessor, MetadataOptions, VisitError, Visitor, WalkOptions, WalkWarning,
@@ -85,6 +91,22 @@ pub struct CreateOptions {
     pub cwd: String,
     /// Worker threads (0: one per CPU).
     pub threads: usize,
+    /// When a file's content is cut into part items with a checkpoint.
+    pub part_trigger: PartTrigger,
+}
+
+/// When `create` cuts the file it is reading into a `.borg_part_N` item and writes a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PartTrigger {
+    /// borg's rule (`ChunksProcessor.maybe_checkpoint`): after a chunk, once more than
+    /// `checkpoint_interval` has passed since the last checkpoint (or the start of the run);
+    /// a zero interval never cuts.
+    #[default]
+    Interval,
+    /// Once `n` chunks of file content were read since the last checkpoint (or the start),
+    /// whatever the time: borg's rule with a clock that ticks once per chunk, so the cuts do
+    /// not depend on the machine's speed (tests, experiments). `0` never cuts.
+    EveryChunks(u64),
 }
 
 /// Progress as the run goes: bytes and files so far.
@@ -124,6 +146,8 @@ pub trait CreateOutput {
     fn warning(&mut self, message: &str);
     /// Called after each chunk and file; the receiver rate-limits its output.
     fn progress(&mut self, _progress: &Progress) {}
+    /// The archive path of the item now being made (what borg's progress line shows).
+    fn processing(&mut self, _path: &[u8]) {}
 }
 
 /// What a finished `create` reports (borg's `--stats` / `--json` data).
@@ -312,14 +336,6 @@ pub fn create(
     };
     let mut last_checkpoint = Instant::now();
     let walker = Walker::new(walk);
-    let mut fs_paths = Vec::new();
-    for p in &opts.paths {
-        if p.as_slice() == b"-" {
-            state.process_stdin(&opts.stdin_name)?;
-        } else {
-            fs_paths.push(p.clone());
-        }
-    }
     // The walk runs one root at a time so that checkpoints can happen between roots as well
     // as between files (inside the visitor).
     let mut walk_result = Ok(());
@@ -334,7 +350,18 @@ pub fn create(
             started,
             timestamp: opts.timestamp,
             files_path: &files_path,
+            trigger: opts.part_trigger,
+            chunks_since: 0,
         };
+        let mut fs_paths = Vec::new();
+        for p in &opts.paths {
+            if p.as_slice() == b"-" {
+                let (run, mut mid) = cp.split();
+                run.process_stdin(&opts.stdin_name, &mut mid)?;
+            } else {
+                fs_paths.push(p.clone());
+            }
+        }
         if let Err(e) = walker.walk(&fs_paths, &mut cp) {
             walk_result = Err(e);
         }
@@ -486,18 +513,71 @@ struct CheckpointingVisitor<'r, 's, 'o, 'm> {
     started: Instant,
     timestamp: Option<DateTime<Utc>>,
     files_path: &'m std::path::Path,
+    trigger: PartTrigger,
+    /// Chunks of file content read since the last checkpoint (or the start).
+    chunks_since: u64,
 }
 
-impl CheckpointingVisitor<'_, '_, '_, '_> {
+impl<'s, 'o> CheckpointingVisitor<'_, 's, 'o, '_> {
+    /// The run, and apart from it what a checkpoint needs (so that reading a file's content
+    /// can write checkpoints).
+    fn split(&mut self) -> (&mut Run<'s, 'o>, Checkpointer<'_>) {
+        (
+            &mut *self.run,
+            Checkpointer {
+                manifest: &mut *self.manifest,
+                checkpoints: &mut *self.checkpoints,
+                base: self.base,
+                interval: self.interval,
+                last: &mut *self.last,
+                started: self.started,
+                timestamp: self.timestamp,
+                files_path: self.files_path,
+                trigger: self.trigger,
+                chunks_since: &mut self.chunks_since,
+            },
+        )
+    }
+
+    fn checkpoint(&mut self) -> Result<(), VisitError> {
+        let (run, mut cp) = self.split();
+        cp.checkpoint(run)
+    }
+}
+
+/// Everything of a [`CheckpointingVisitor`] but the run, borrowed for one entry.
+struct Checkpointer<'m> {
+    manifest: &'m mut crate::manifest::Manifest,
+    checkpoints: &'m mut Checkpoints,
+    base: &'m ArchiveMetadata,
+    interval: Duration,
+    last: &'m mut Instant,
+    started: Instant,
+    timestamp: Option<DateTime<Utc>>,
+    files_path: &'m std::path::Path,
+    trigger: PartTrigger,
+    chunks_since: &'m mut u64,
+}
+
+impl Checkpointer<'_> {
+    /// The rule for cutting the content stream that starts now.
+    fn cut_rule(&self, stop: &StopFlags) -> CutRule {
+        CutRule {
+            since: *self.last,
+            interval: self.interval,
+            trigger: self.trigger,
+            sigint: stop.sigint.clone(),
+        }
+    }
+
     /// `write_checkpoint`: save the archive under the checkpoint name, write the manifest and
     /// commit; then, uncommitted, take it out again and drop its metadata reference.
-    fn checkpoint(&mut self) -> Result<(), VisitError> {
+    fn checkpoint(&mut self, run: &mut Run<'_, '_>) -> Result<(), VisitError> {
         let fatal = |e: String| VisitError::Fatal(e.into());
         self.checkpoints.drop_uncommitted(self.manifest);
         let name = self.checkpoints.name.clone();
-        let (mut meta, _, _) =
-            finish_metadata(self.base, &name, self.run, self.started, self.timestamp)
-                .map_err(|e| fatal(e.to_string()))?;
+        let (mut meta, _, _) = finish_metadata(self.base, &name, run, self.started, self.timestamp)
+            .map_err(|e| fatal(e.to_string()))?;
         // borg 1.4.5 writes zero statistics into checkpoint archives.
         meta.size = Some(0);
         meta.csize = Some(0);
@@ -506,13 +586,12 @@ impl CheckpointingVisitor<'_, '_, '_, '_> {
         meta.csize_parts = Some(0);
         meta.nfiles_parts = Some(0);
         let mut scratch = Stats::default();
-        let (id, _) = store_archive_metadata(&mut self.run.store, &meta, &mut scratch)
+        let (id, _) = store_archive_metadata(&mut run.store, &meta, &mut scratch)
             .map_err(|e| fatal(e.to_string()))?;
         self.manifest
             .add_archive(&name, id, &meta.time)
             .map_err(|e| fatal(e.to_string()))?;
-        self.run
-            .store
+        run.store
             .commit_manifest(self.manifest)
             .map_err(|e| fatal(e.to_string()))?;
         self.checkpoints.current = Some(id);
@@ -523,14 +602,12 @@ impl CheckpointingVisitor<'_, '_, '_, '_> {
             size: 0,
             csize: 0,
         };
-        self.run
-            .store
-            .decref(&[r])
-            .map_err(|e| fatal(e.to_string()))?;
-        if let Err(e) = self.run.files_cache.save(self.files_path) {
+        run.store.decref(&[r]).map_err(|e| fatal(e.to_string()))?;
+        if let Err(e) = run.files_cache.save(self.files_path) {
             log::warn!("saving the files cache failed: {e}");
         }
         *self.last = Instant::now();
+        *self.chunks_since = 0;
         Ok(())
     }
 }
@@ -548,7 +625,13 @@ impl Visitor for CheckpointingVisitor<'_, '_, '_, '_> {
             self.checkpoint()?;
             return Err(VisitError::Fatal("Got Ctrl-C / SIGINT.".into()));
         }
-        let r = self.run.entry(entry);
+        let r = {
+            let (run, mut mid) = self.split();
+            run.entry(entry, &mut mid)
+        };
+        if matches!(r, Err(VisitError::Fatal(_))) {
+            return r;
+        }
         if !self.interval.is_zero() && self.last.elapsed() >= self.interval {
             self.checkpoint()?;
         }
@@ -603,6 +686,15 @@ fn fatal(e: impl std::fmt::Display) -> VisitError {
     VisitError::Fatal(e.to_string().into())
 }
 
+/// A read error, a per-file problem, worded as Python words an OSError ("[Errno 5]
+/// Input/output error").
+fn read_error(e: std::io::Error) -> VisitError {
+    VisitError::Backup(match e.raw_os_error() {
+        Some(n) => format!("read: [Errno {n}] {}", crate::fs::strerror(n)),
+        None => format!("read: {e}"),
+    })
+}
+
 impl Run<'_, '_> {
     fn add_item(&mut self, item: &Item) -> Result<(), VisitError> {
         self.items
@@ -618,56 +710,134 @@ impl Run<'_, '_> {
         self.out.progress(&self.progress);
     }
 
-    /// Reads a stream into chunks. A read error is a per-file problem.
+    /// Reads a stream into chunks. A read error is a per-file problem. `item` is the file's
+    /// item so far (what part items are copied from); `cp` writes the checkpoints that fall
+    /// inside this file.
     fn read_content(
         &mut self,
         file: File,
         size: u64,
         special: bool,
+        item: &Item,
+        cp: &mut Checkpointer<'_>,
     ) -> Result<Vec<ChunkRef>, VisitError> {
         let params = self.chunker_params;
-        let stats = &mut self.stats;
-        let out = &mut *self.out;
-        let mut progress = self.progress;
-        let mut on_chunk = |n: u64| {
-            progress.original += n;
-            out.progress(&progress);
-        };
-        let result = match params {
+        match params {
             ChunkerParams::Fixed {
                 block_size,
                 header_size,
             } if self.sparse && !special => {
                 let c = FixedChunker::sparse(file, block_size, header_size).map_err(fatal)?;
-                self.store.store_stream(c, size, stats, &mut on_chunk)
+                self.store_in_parts(c, size, item, cp)
             }
             _ => {
                 let c = AnyChunker::new(file, params, self.seed).map_err(fatal)?;
-                self.store.store_stream(c, size, stats, &mut on_chunk)
+                self.store_in_parts(c, size, item, cp)
             }
-        };
-        match result {
-            Ok(s) => {
-                self.files_read += 1;
-                self.bytes_read += s.bytes;
-                Ok(s.chunks)
-            }
-            Err(StreamError::Read(e)) => Err(VisitError::Backup(match e.raw_os_error() {
-                // As Python words an OSError: "[Errno 5] Input/output error".
-                Some(n) => format!("read: [Errno {n}] {}", crate::fs::strerror(n)),
-                None => format!("read: {e}"),
-            })),
-            Err(StreamError::Write(e)) => Err(fatal(e)),
         }
     }
 
-    fn entry(&mut self, entry: &Entry<'_>) -> Result<Option<char>, VisitError> {
+    /// borg's `process_file_chunks`: stores the content one segment at a time, a segment
+    /// ending where a checkpoint falls due (checked after each chunk read, as borg checks after
+    /// each chunk stored). Each cut adds a part item for the chunks since the previous one and
+    /// writes a checkpoint. A file that was cut ends with a last part for the rest (so the
+    /// parts concatenated are the file) and one more reference to each of its chunks, counted
+    /// as part statistics, because the full item references them as well.
+    fn store_in_parts<C: ChunkSource + Send>(
+        &mut self,
+        mut chunker: C,
+        size: u64,
+        item: &Item,
+        cp: &mut Checkpointer<'_>,
+    ) -> Result<Vec<ChunkRef>, VisitError> {
+        let mut chunks: Vec<ChunkRef> = Vec::new();
+        let mut bytes = 0u64;
+        let mut from_chunk = 0;
+        let mut part_number = 1u32;
+        let mut progress = self.progress;
+        loop {
+            let mut cut = false;
+            let result = {
+                let source = PartCut {
+                    inner: &mut chunker,
+                    rule: cp.cut_rule(self.stop),
+                    since: &mut *cp.chunks_since,
+                    cut: &mut cut,
+                };
+                let out = &mut *self.out;
+                let mut on_chunk = |s: &Stats| {
+                    progress.original = s.osize;
+                    progress.compressed = s.csize;
+                    progress.deduplicated = s.usize;
+                    out.progress(&progress);
+                };
+                // The size left only sizes the nonce reservation and picks the parallel path.
+                let left = size.saturating_sub(bytes);
+                self.store
+                    .store_stream(source, left, &mut self.stats, &mut on_chunk)
+            };
+            let stored = match result {
+                Ok(s) => s,
+                // Parts already written stay in the archive with their chunks, as in borg.
+                Err(StreamError::Read(e)) => return Err(read_error(e)),
+                Err(StreamError::Write(e)) => return Err(fatal(e)),
+            };
+            bytes += stored.bytes;
+            chunks.extend(stored.chunks);
+            if !cut {
+                break;
+            }
+            self.write_part(item, &chunks[from_chunk..], part_number, cp)?;
+            from_chunk = chunks.len();
+            part_number += 1;
+            if self.stop.sigint.load(Ordering::Relaxed) {
+                // The checkpoint borg writes at the next chunk after a Ctrl-C is written; the
+                // rest of the run would not be committed anyway.
+                self.interrupted = Some("SIGINT");
+                return Err(VisitError::Fatal("Got Ctrl-C / SIGINT.".into()));
+            }
+        }
+        if part_number > 1 {
+            if from_chunk < chunks.len() {
+                self.write_part(item, &chunks[from_chunk..], part_number, cp)?;
+                part_number += 1;
+            }
+            for c in &chunks {
+                self.store.incref(&c.id, &mut self.stats, true);
+            }
+            self.stats.nfiles_parts += u64::from(part_number - 1);
+        }
+        self.files_read += 1;
+        self.bytes_read += bytes;
+        Ok(chunks)
+    }
+
+    /// `write_part_file`: the part item for the chunks since the previous part, then a
+    /// checkpoint.
+    fn write_part(
+        &mut self,
+        item: &Item,
+        chunks: &[ChunkRef],
+        number: u32,
+        cp: &mut Checkpointer<'_>,
+    ) -> Result<(), VisitError> {
+        let part = part_item(item, chunks, number);
+        self.add_item(&part)?;
+        cp.checkpoint(self)
+    }
+
+    fn entry(
+        &mut self,
+        entry: &Entry<'_>,
+        cp: &mut Checkpointer<'_>,
+    ) -> Result<Option<char>, VisitError> {
         let Some(mut draft) = self.processor.process(entry)? else {
             return Ok(Some('x'));
         };
         for w in &draft.warnings {
             log::warn!("{}: {w}", crate::fs::display_path(&entry.path));
         }
+        self.out.processing(&draft.item.path);
         let mut status = draft.status;
         if let Some(fd) = draft.content.take() {
             let st = draft.stat;
@@ -710,7 +880,7 @@ impl Run<'_, '_> {
                     let probe = file
                         .try_clone()
                         .map_err(|e| VisitError::Backup(format!("open: {e}")))?;
-                    let c = self.read_content(file, fstat.size, draft.special)?;
+                    let c = self.read_content(file, fstat.size, draft.special, &draft.item, cp)?;
                     // Changed while read? borg compares the ctime of a second fstat.
                     let changed = !draft.special
                         && crate::fs::stat::fstat(std::os::fd::AsFd::as_fd(&probe), &entry.path)
@@ -736,7 +906,7 @@ impl Run<'_, '_> {
     }
 
     /// `-`: stdin stored as a regular file (borg's `process_pipe`).
-    fn process_stdin(&mut self, name: &str) -> Result<(), CommandError> {
+    fn process_stdin(&mut self, name: &str, cp: &mut Checkpointer<'_>) -> Result<(), CommandError> {
         let now = Utc::now().timestamp() * 1_000_000_000;
         // SAFETY: fd 0 stays open for the process; it is duplicated so File owns its own fd.
         let fd = unsafe { libc::dup(0) };
@@ -748,11 +918,9 @@ impl Run<'_, '_> {
         }
         // SAFETY: fd is a fresh descriptor we own.
         let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        let chunks = self
-            .read_content(file, 0, true)
-            .map_err(|e| CommandError::other(e.to_string()))?;
         let root = Some(Some(b"root".to_vec()));
-        let item = Item {
+        // As borg's `process_pipe` has it while chunking (what part items are copied from).
+        let mut item = Item {
             path: crate::fs::path::make_path_safe(name.as_bytes()),
             mode: Some(libc::S_IFREG | 0o660),
             uid: Some(0),
@@ -762,16 +930,90 @@ impl Run<'_, '_> {
             mtime: now,
             atime: Some(now),
             ctime: Some(now),
-            size: Some(chunks.iter().map(|c| c.size).sum()),
-            chunks: Some(chunks),
-            hardlink_master: Some(false),
             ..Item::default()
         };
+        self.out.processing(&item.path);
+        let chunks = self
+            .read_content(file, 0, true, &item, cp)
+            .map_err(|e| CommandError::other(e.to_string()))?;
+        item.size = Some(chunks.iter().map(|c| c.size).sum());
+        item.chunks = Some(chunks);
+        item.hardlink_master = Some(false);
         self.stats.nfiles += 1;
         self.add_item(&item)
             .map_err(|e| CommandError::other(e.to_string()))?;
         self.out.status('A', &item.path);
         Ok(())
+    }
+}
+
+/// `write_part_file`'s item: a copy of `item` as borg has it while it chunks the content (the
+/// stat attributes, not yet those of `stat_ext_attrs`: flags, xattrs, ACLs) with `chunks`,
+/// their size, the `.borg_part_<number>` path and `part = number`.
+fn part_item(item: &Item, chunks: &[ChunkRef], number: u32) -> Item {
+    let mut path = item.path.clone();
+    path.extend_from_slice(format!(".borg_part_{number}").as_bytes());
+    Item {
+        path,
+        part: Some(number),
+        size: Some(chunks.iter().map(|c| c.size).sum()),
+        chunks: Some(chunks.to_vec()),
+        bsdflags: None,
+        xattrs: None,
+        acl_access: None,
+        acl_default: None,
+        acl_extended: None,
+        acl_nfs4: None,
+        ..item.clone()
+    }
+}
+
+/// When a content stream is cut: the checkpoint rule as it stands at the stream's start.
+struct CutRule {
+    /// The last checkpoint (or the start of the run).
+    since: Instant,
+    interval: Duration,
+    trigger: PartTrigger,
+    sigint: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CutRule {
+    /// Whether a checkpoint is due with `since` chunks read since the last one.
+    fn due(&self, since: u64) -> bool {
+        if self.sigint.load(Ordering::Relaxed) {
+            return true;
+        }
+        match self.trigger {
+            PartTrigger::Interval => {
+                !self.interval.is_zero() && self.since.elapsed() > self.interval
+            }
+            PartTrigger::EveryChunks(n) => n > 0 && since >= n,
+        }
+    }
+}
+
+/// A chunk source that ends early, right after the chunk at which a checkpoint falls due.
+/// The chunker itself goes on where it stopped in the next segment.
+struct PartCut<'a, C> {
+    inner: &'a mut C,
+    rule: CutRule,
+    /// Chunks read since the last checkpoint, over segments and files.
+    since: &'a mut u64,
+    /// Set when the segment ended for a checkpoint (not at the end of the content).
+    cut: &'a mut bool,
+}
+
+impl<C: ChunkSource> ChunkSource for PartCut<'_, C> {
+    fn read_chunk(&mut self) -> std::io::Result<Option<crate::chunker::ChunkRef<'_>>> {
+        if *self.cut {
+            return Ok(None);
+        }
+        let chunk = self.inner.read_chunk()?;
+        if chunk.is_some() {
+            *self.since += 1;
+            *self.cut = self.rule.due(*self.since);
+        }
+        Ok(chunk)
     }
 }
 
@@ -810,6 +1052,62 @@ mod tests {
         assert_eq!(warning_code("x: read: [Errno 5] Input/output error"), 106);
         assert_eq!(warning_code("x: file changed while we backed it up"), 100);
         assert_eq!(warning_code("x: something else"), 104);
+    }
+
+    #[test]
+    fn cut_rule_follows_the_trigger_and_ctrl_c() {
+        let rule = |trigger, interval, ago: u64| CutRule {
+            since: Instant::now() - Duration::from_secs(ago),
+            interval,
+            trigger,
+            sigint: Arc::default(),
+        };
+        let every3 = rule(PartTrigger::EveryChunks(3), Duration::ZERO, 0);
+        assert_eq!(
+            (1..=4).map(|n| every3.due(n)).collect::<Vec<_>>(),
+            [false, false, true, true]
+        );
+        assert!(!rule(PartTrigger::EveryChunks(0), Duration::ZERO, 0).due(100));
+        // borg: strictly more than the interval since the last checkpoint; 0 never cuts.
+        assert!(rule(PartTrigger::Interval, Duration::from_secs(5), 6).due(1));
+        assert!(!rule(PartTrigger::Interval, Duration::from_secs(5), 4).due(1));
+        assert!(!rule(PartTrigger::Interval, Duration::ZERO, 100).due(1));
+        let r = rule(PartTrigger::Interval, Duration::from_secs(1800), 0);
+        r.sigint.store(true, Ordering::Relaxed);
+        assert!(r.due(1));
+    }
+
+    #[test]
+    fn part_items_are_the_item_while_chunking_with_its_part() {
+        let full = Item {
+            path: b"home/f".to_vec(),
+            mode: Some(0o100644),
+            mtime: 7,
+            hardlink_master: Some(true),
+            xattrs: Some(vec![(b"user.a".to_vec(), b"1".to_vec())]),
+            acl_access: Some(b"user::rw-".to_vec()),
+            bsdflags: Some(2),
+            ..Item::default()
+        };
+        let c = |n: u8, size| ChunkRef {
+            id: [n; 32],
+            size,
+            csize: size + 10,
+        };
+        let p = part_item(&full, &[c(1, 100), c(2, 50)], 3);
+        assert_eq!(
+            p,
+            Item {
+                path: b"home/f.borg_part_3".to_vec(),
+                mode: Some(0o100644),
+                mtime: 7,
+                hardlink_master: Some(true),
+                size: Some(150),
+                chunks: Some(vec![c(1, 100), c(2, 50)]),
+                part: Some(3),
+                ..Item::default()
+            }
+        );
     }
 
     #[test]

@@ -66,7 +66,8 @@ fn missing_chunk(id: &ObjectId) -> CommandError {
 }
 
 /// Drops one reference, deleting the object when it was the last one.
-/// Part items' chunks are released but not counted (`Statistics.update(..., part=True)`).
+/// Part items' chunks are released but, unless `--consider-part-files`, not counted
+/// (`Statistics.update(..., part=True)`).
 fn decref(
     index: &mut ChunkIndex,
     id: &ObjectId,
@@ -89,7 +90,8 @@ fn decref(
 }
 
 /// Removes one archive's references from `index` and the repository, and its manifest entry
-/// (`Archive.delete`). Nothing is committed.
+/// (`Archive.delete`). Nothing is committed. With `consider_part_files` the references of part
+/// items count in `stats` like any others, as borg's `--consider-part-files` has it.
 pub fn delete_archive(
     repository: &mut dyn Repository,
     key: &Key,
@@ -97,6 +99,7 @@ pub fn delete_archive(
     index: &mut ChunkIndex,
     name: &str,
     stats: &mut DeletedStats,
+    consider_part_files: bool,
 ) -> Result<u64, CommandError> {
     let entry = manifest.remove_archive(name)?;
     let loaded = reader::load_archive(repository, key, &entry.id, false)
@@ -114,7 +117,8 @@ pub fn delete_archive(
         &mut |item| {
             let (index, stats, del) = &mut *shared.borrow_mut();
             for c in item.chunks.as_deref().unwrap_or_default() {
-                decref(index, &c.id, stats, del, item.part.is_some())
+                let part = item.part.is_some() && !consider_part_files;
+                decref(index, &c.id, stats, del, part)
                     .map_err(|e| reader::ReadError::Consumer(e.to_string()))?;
             }
             Ok(())
@@ -133,13 +137,15 @@ pub fn delete_archive(
 
 /// Deletes the named archives with one manifest write and commit, then saves the chunk cache.
 /// Names not in the manifest are reported, not fatal. `on_event` sees each archive before it
-/// is deleted (for `--list`). A dry run only reports.
+/// is deleted (for `--list`). A dry run only reports. `consider_part_files`: see
+/// [`delete_archive`].
 pub fn delete_archives(
     session: &mut Session,
     env: &Environment,
     names: &[String],
     dry_run: bool,
     progress: bool,
+    consider_part_files: bool,
     on_event: &mut dyn FnMut(&DeleteEvent),
 ) -> Result<DeleteReport, CommandError> {
     let mut report = DeleteReport::default();
@@ -176,6 +182,7 @@ pub fn delete_archives(
                 &mut cache.index,
                 name,
                 &mut report.stats,
+                consider_part_files,
             )?;
             changed = true;
         }
@@ -222,6 +229,7 @@ mod tests {
             &mut index,
             "a1",
             &mut stats,
+            false,
         )
         .expect("delete");
         assert_eq!(deleted, 4, "archive object, two item chunks, c1");
@@ -245,6 +253,28 @@ mod tests {
         manifest
             .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
             .expect("add");
+        // borg's `--consider-part-files`: the part item's references count like the others.
+        let mut g = fixture();
+        let mut index = archive_references(&mut g.repo, &g.key, &g.archive_id).expect("refs");
+        let all = index.stats();
+        let mut manifest = Manifest::new();
+        manifest
+            .add_archive("a1", g.archive_id, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        let mut counted = DeletedStats::default();
+        delete_archive(
+            &mut g.repo,
+            &g.key,
+            &mut manifest,
+            &mut index,
+            "a1",
+            &mut counted,
+            true,
+        )
+        .expect("delete");
+        assert_eq!(counted.original_size, all.total_size);
+        assert_eq!(counted.compressed_size, all.total_csize);
+        assert_eq!(counted.deduplicated_size, all.unique_csize);
         let mut empty = ChunkIndex::new();
         let err = delete_archive(
             &mut f.repo,
@@ -253,6 +283,7 @@ mod tests {
             &mut empty,
             "a1",
             &mut stats,
+            false,
         );
         assert!(err.is_err());
     }

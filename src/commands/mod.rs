@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod compact;
+pub mod content_total;
 pub mod create;
 pub mod delete;
 pub mod error;

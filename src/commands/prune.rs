@@ -39,7 +39,8 @@ pub fn prune_archives_of(session: &Session) -> Result<Vec<PruneArchive>, Command
         .collect()
 }
 
-/// Decides with `rules` and, unless `dry_run`, deletes what is pruned in one transaction.
+/// Decides with `rules` and, unless `dry_run`, deletes what is pruned in one transaction
+/// (`consider_part_files` as for [`delete_archives`]).
 pub fn prune_repository(
     session: &mut Session,
     env: &Environment,
@@ -47,6 +48,7 @@ pub fn prune_repository(
     settings: &PruneSettings,
     dry_run: bool,
     progress: bool,
+    consider_part_files: bool,
 ) -> Result<PruneOutcome, CommandError> {
     let all = prune_archives_of(session)?;
     let decisions = prune(&all, rules, settings).map_err(|e| CommandError::Other {
@@ -67,6 +69,7 @@ pub fn prune_repository(
             &names,
             false,
             progress,
+            consider_part_files,
             &mut |_| {},
         )?)
     };

@@ -17,14 +17,18 @@ use rborg::compress::CompressionSpec;
 use rborg::crypto::passphrase::TtyPrompter;
 use rborg::fs::{MetadataOptions, WalkOptions};
 use rborg::manifest::Operation;
-use rborg::patterns::PatternMatcher;
 use rborg::rpc::ClientOptions;
 
+use super::patterns::{PathsMode, PatternArgs};
 use super::{location_arg, CliError, Context, Outcome};
 
 /// Arguments of `rborg create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    // Before `paths`: it reads their argument indices, and clap hands the matches to the
+    // fields in order, each taking its own values out.
+    #[command(flatten)]
+    patterns: PatternArgs,
     /// Name of archive to create: REPOSITORY::ARCHIVE (placeholders allowed).
     #[arg(value_name = "ARCHIVE")]
     archive: String,
@@ -49,18 +53,6 @@ pub struct CreateArgs {
     /// Use NAME in archive for stdin data.
     #[arg(long = "stdin-name", value_name = "NAME", default_value = "stdin")]
     stdin_name: String,
-    /// Exclude paths matching PATTERN.
-    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
-    exclude: Vec<String>,
-    /// Read exclude patterns from EXCLUDEFILE, one per line.
-    #[arg(long = "exclude-from", value_name = "EXCLUDEFILE")]
-    exclude_from: Vec<String>,
-    /// Include/exclude paths matching PATTERN.
-    #[arg(long = "pattern", value_name = "PATTERN")]
-    pattern: Vec<String>,
-    /// Read include/exclude patterns from PATTERNFILE, one per line.
-    #[arg(long = "patterns-from", value_name = "PATTERNFILE")]
-    patterns_from: Vec<String>,
     /// Exclude directories that contain a CACHEDIR.TAG file.
     #[arg(long = "exclude-caches")]
     exclude_caches: bool,
@@ -264,30 +256,6 @@ fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, CliError> {
     }
 }
 
-fn read_text(path: &str) -> Result<String, CliError> {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .map_err(|e| CliError::usage(format!("{path}: {e}")))
-}
-
-fn matcher(args: &CreateArgs) -> Result<PatternMatcher, CliError> {
-    let bad = |e: rborg::patterns::PatternError| CliError::usage(e.to_string());
-    let mut m = PatternMatcher::new();
-    for p in &args.exclude {
-        m.add_exclude(p).map_err(bad)?;
-    }
-    for f in &args.exclude_from {
-        m.add_exclude_file(&read_text(f)?).map_err(bad)?;
-    }
-    for p in &args.pattern {
-        m.add_pattern_line(p).map_err(bad)?;
-    }
-    for f in &args.patterns_from {
-        m.add_patterns_file(&read_text(f)?).map_err(bad)?;
-    }
-    Ok(m)
-}
-
 /// Runs `rborg create`.
 pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
     let location = location_arg(ctx, Some(&args.archive))?;
@@ -310,7 +278,7 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
         .map_err(|e| CliError::usage(format!("argument --files-cache: {e}")))?;
     let timestamp = args.timestamp.as_deref().map(parse_timestamp).transpose()?;
     let walk = WalkOptions {
-        matcher: matcher(&args)?,
+        matcher: args.patterns.create_matcher()?,
         one_file_system: args.one_file_system,
         exclude_caches: args.exclude_caches,
         exclude_if_present: args
@@ -345,7 +313,12 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
         .unwrap_or_default();
     let opts = CreateOptions {
         name: name.clone(),
-        paths: args.paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        paths: args
+            .patterns
+            .paths(&args.paths, PathsMode::Extend)?
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect(),
         stdin_name: args.stdin_name.clone(),
         compression,
         chunker_params,
@@ -539,4 +512,38 @@ fn stats_text(session: &Session, r: &CreateResult) -> String {
         uc = c.total_unique_chunks,
         tcn = c.total_chunks,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::patterns::PathsMode;
+    use super::super::{Cli, Command};
+
+    #[test]
+    fn roots_of_r_lines_join_the_paths_in_command_line_order() {
+        let argv = [
+            "rborg",
+            "create",
+            "--pattern",
+            "R c",
+            "r::a",
+            "d",
+            "--pattern",
+            "R b",
+        ];
+        let Ok(Cli {
+            command: Command::Create(args),
+            ..
+        }) = Cli::try_parse_from(argv)
+        else {
+            panic!("create parses");
+        };
+        let paths = args
+            .patterns
+            .paths(&args.paths, PathsMode::Extend)
+            .expect("paths");
+        assert_eq!(paths, ["c", "d", "b"]);
+    }
 }

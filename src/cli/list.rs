@@ -11,10 +11,10 @@ use rborg::archive::Item;
 use rborg::commands::select::ArchiveSelection;
 use rborg::commands::{CommandError, Session};
 use rborg::manifest::{ArchiveEntry, Operation, SortBy};
-use rborg::patterns::PatternMatcher;
 use rborg::placeholders::Placeholders;
 
 use super::format::{self, Field};
+use super::patterns::{PathsMode, PatternArgs};
 use super::session;
 use super::{CliError, Context, Outcome};
 
@@ -100,55 +100,18 @@ pub struct ListArgs {
     /// Show part files too.
     #[arg(long = "consider-part-files")]
     consider_part_files: bool,
-    /// Exclude paths matching PATTERN.
-    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
-    exclude: Vec<String>,
-    /// Read exclude patterns from a file, one per line.
-    #[arg(long = "exclude-from", value_name = "FILE")]
-    exclude_from: Vec<std::path::PathBuf>,
-    /// Include/exclude paths matching PATTERN (`+`, `-`, `!` lines).
-    #[arg(long = "pattern", value_name = "PATTERN")]
-    pattern: Vec<String>,
-    /// Read include/exclude patterns from a file.
-    #[arg(long = "patterns-from", value_name = "FILE")]
-    patterns_from: Vec<std::path::PathBuf>,
     #[command(flatten)]
     selection: SelectionArgs,
+    // Before `paths`: it reads their argument indices, and clap hands the matches to the
+    // fields in order, each taking its own values out.
+    #[command(flatten)]
+    patterns: PatternArgs,
     /// The repository, or an archive as REPO::ARCHIVE.
     #[arg(value_name = "REPOSITORY_OR_ARCHIVE", default_value = "")]
     location: String,
     /// Paths to list; patterns are supported.
     #[arg(value_name = "PATH")]
     paths: Vec<String>,
-}
-
-/// The matcher of `PATH...`, `--exclude`, `--pattern` and their files (`build_matcher`).
-pub fn build_matcher(
-    paths: &[String],
-    exclude: &[String],
-    exclude_from: &[std::path::PathBuf],
-    pattern: &[String],
-    patterns_from: &[std::path::PathBuf],
-) -> Result<PatternMatcher, CliError> {
-    let bad = |e: rborg::patterns::PatternError| CliError::usage(e.to_string());
-    let read = |p: &std::path::PathBuf| {
-        std::fs::read_to_string(p).map_err(|e| CliError::error(format!("{}: {e}", p.display())))
-    };
-    let mut m = PatternMatcher::new();
-    for p in pattern {
-        m.add_pattern_line(p).map_err(bad)?;
-    }
-    for f in patterns_from {
-        m.add_patterns_file(&read(f)?).map_err(bad)?;
-    }
-    for e in exclude {
-        m.add_exclude(e).map_err(bad)?;
-    }
-    for f in exclude_from {
-        m.add_exclude_file(&read(f)?).map_err(bad)?;
-    }
-    m.add_include_paths(paths).map_err(bad)?;
-    Ok(m)
 }
 
 /// The JSON borg puts beside every repository-level answer (`basic_json_data`).
@@ -329,13 +292,8 @@ fn list_archive(
         (None, false) => "{mode} {user:6} {group:6} {size:8} {mtime} {path}{extra}{NL}".into(),
     };
     let used = format::keys(&template);
-    let matcher = build_matcher(
-        &args.paths,
-        &args.exclude,
-        &args.exclude_from,
-        &args.pattern,
-        &args.patterns_from,
-    )?;
+    let paths = args.patterns.paths(&args.paths, PathsMode::Replace)?;
+    let matcher = args.patterns.matcher(&paths)?;
     let entry = session
         .opened
         .manifest
@@ -629,4 +587,38 @@ fn item_fields(
     }
     let _ = used;
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::patterns::PathsMode;
+    use super::super::{Cli, Command};
+
+    #[test]
+    fn roots_of_r_lines_join_the_paths_in_command_line_order() {
+        let argv = [
+            "rborg",
+            "list",
+            "--pattern",
+            "R c",
+            "r::a",
+            "d",
+            "--pattern",
+            "R b",
+        ];
+        let Ok(Cli {
+            command: Command::List(args),
+            ..
+        }) = Cli::try_parse_from(argv)
+        else {
+            panic!("list parses");
+        };
+        let paths = args
+            .patterns
+            .paths(&args.paths, PathsMode::Replace)
+            .expect("paths");
+        assert_eq!(paths, ["d", "b"]);
+    }
 }

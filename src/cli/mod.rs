@@ -17,6 +17,7 @@ mod init;
 mod key;
 mod list;
 mod logging;
+mod patterns;
 mod prune;
 mod rename;
 mod run;

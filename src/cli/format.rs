@@ -311,6 +311,63 @@ pub fn print_json(value: &serde_json::Value) {
     }
 }
 
+/// A JSON value as Python's `json.dumps` writes it by default: `", "` and `": "` separators,
+/// every character outside printable ASCII escaped as `\uXXXX` (`ensure_ascii`), keys in the
+/// order given.
+pub fn python_json(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => python_json_string(s),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(python_json).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(o) => {
+            let entries: Vec<(&str, Value)> =
+                o.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            python_json_object(&entries)
+        }
+    }
+}
+
+/// An object from entries in the given order, spelled as [`python_json`] spells it.
+pub fn python_json_object(entries: &[(&str, serde_json::Value)]) -> String {
+    let body: Vec<String> = entries
+        .iter()
+        .map(|(k, v)| format!("{}: {}", python_json_string(k), python_json(v)))
+        .collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+/// `json.encoder.py_encode_basestring_ascii`.
+fn python_json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,5 +397,15 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("--x=1"), "--x=1");
         assert_eq!(timedelta(3723.456), "1 hours 2 minutes 3.46 seconds");
+    }
+
+    #[test]
+    fn json_is_spelled_like_pythons_json_dumps() {
+        let v = serde_json::json!({"b": [1, true, null], "a": "x\"\\\n\u{7f}ü😀"});
+        // serde_json's map is sorted; Python keeps insertion order, here the same.
+        assert_eq!(
+            python_json(&v),
+            "{\"a\": \"x\\\"\\\\\\n\\u007f\\u00fc\\ud83d\\ude00\", \"b\": [1, true, null]}"
+        );
     }
 }

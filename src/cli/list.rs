@@ -14,6 +14,7 @@ use rborg::manifest::{ArchiveEntry, Operation, SortBy};
 use rborg::placeholders::Placeholders;
 
 use super::format::{self, Field};
+use super::item_keys;
 use super::patterns::{PathsMode, PatternArgs};
 use super::session;
 use super::{CliError, Context, Outcome};
@@ -328,11 +329,7 @@ fn list_archive(
     let mut stdout = std::io::stdout().lock();
     let mut failure: Option<CliError> = None;
     let archive_id = hex::encode(entry.id);
-    let hash_keys: Vec<&'static str> = HASH_KEYS
-        .iter()
-        .copied()
-        .filter(|h| used.iter().any(|u| u == h))
-        .collect();
+    let hash_keys = item_keys::hash_keys_used(&used);
     reader::for_each_item_batch(
         session.repository.as_mut(),
         key,
@@ -351,23 +348,13 @@ fn list_archive(
                     &archive_id,
                     index.as_ref(),
                 );
-                for h in &hash_keys {
-                    fields.push((
-                        h.to_string(),
-                        Field::Text(hash_content(repository, key, &item, h)?),
-                    ));
+                if !hash_keys.is_empty() {
+                    for (h, hex) in item_keys::hash_content(repository, key, &item, &hash_keys)? {
+                        fields.push((h.to_string(), Field::Text(hex)));
+                    }
                 }
                 let text = if args.json_lines {
-                    let mut obj = Map::new();
-                    for (k, v) in &fields {
-                        let text_only = ["bpath", "extra", "health"].contains(&k.as_str());
-                        if JSON_ALWAYS.contains(&k.as_str())
-                            || (!text_only && used.iter().any(|u| u == k))
-                        {
-                            obj.insert(k.clone(), v.json());
-                        }
-                    }
-                    format!("{}\n", Json::Object(obj))
+                    item_keys::json_line(&fields, &used)
                 } else {
                     match format::render(&template, &mut |k| {
                         fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
@@ -390,67 +377,6 @@ fn list_archive(
     })?;
     Ok(Outcome::Success)
 }
-
-/// The content checksums `--format` offers (borg: hashlib's guaranteed algorithms and xxh64;
-/// md5, sha1 and sha3 are not provided here).
-const HASH_KEYS: [&str; 7] = [
-    "xxh64", "sha224", "sha256", "sha384", "sha512", "blake2b", "blake2s",
-];
-
-/// A file's content checksum as hex (`ItemFormatter.hash_item`); empty without chunks.
-fn hash_content(
-    repository: &mut dyn rborg::repository::Repository,
-    key: &rborg::crypto::Key,
-    item: &Item,
-    algorithm: &str,
-) -> Result<String, reader::ReadError> {
-    use sha2::Digest;
-    let Some(chunks) = &item.chunks else {
-        return Ok(String::new());
-    };
-    macro_rules! digest {
-        ($t:ty) => {{
-            let mut h = <$t>::new();
-            reader::read_content(repository, key, chunks, &mut |_, d| {
-                h.update(d);
-                Ok(())
-            })?;
-            hex::encode(h.finalize())
-        }};
-    }
-    Ok(match algorithm {
-        "xxh64" => {
-            use std::hash::Hasher;
-            let mut h = twox_hash::XxHash64::with_seed(0);
-            reader::read_content(repository, key, chunks, &mut |_, d| {
-                h.write(d);
-                Ok(())
-            })?;
-            format!("{:016x}", h.finish())
-        }
-        "sha224" => digest!(sha2::Sha224),
-        "sha256" => digest!(sha2::Sha256),
-        "sha384" => digest!(sha2::Sha384),
-        "sha512" => digest!(sha2::Sha512),
-        "blake2b" => digest!(blake2::Blake2b512),
-        _ => digest!(blake2::Blake2s256),
-    })
-}
-
-/// Keys `--json-lines` always carries (`ItemFormatter.get_item_data`).
-const JSON_ALWAYS: [&str; 11] = [
-    "type",
-    "mode",
-    "user",
-    "group",
-    "uid",
-    "gid",
-    "path",
-    "healthy",
-    "source",
-    "linktarget",
-    "flags",
-];
 
 fn item_fields(
     item: &Item,

@@ -14,6 +14,7 @@ mod extract;
 mod format;
 mod info;
 mod init;
+mod item_keys;
 mod key;
 mod list;
 mod logging;

@@ -5,7 +5,7 @@ use std::io::BufRead;
 
 use clap::Args;
 
-use rborg::commands::delete::{delete_archives, DeleteEvent};
+use rborg::commands::delete::{delete_archives_forced, DeleteEvent, Force};
 use rborg::manifest::Operation;
 
 use super::format;
@@ -28,6 +28,10 @@ pub struct DeleteArgs {
     /// Delete only the local cache for the repository.
     #[arg(long = "cache-only")]
     cache_only: bool,
+    /// Force deletion of corrupted archives; use `--force --force` in case `--force` does not
+    /// work. For a whole repository: do not ask for confirmation.
+    #[arg(long = "force", action = clap::ArgAction::Count)]
+    force: u8,
     /// Keep the local security info when deleting a repository.
     #[arg(long = "keep-security-info")]
     keep_security_info: bool,
@@ -74,24 +78,32 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
     }
     let list = args.list;
     let dry_run = args.dry_run;
+    let force = Force::from_count(args.force);
     let mut outcome = Outcome::Success;
-    let report = delete_archives(
+    let report = delete_archives_forced(
         &mut session,
         &ctx.env,
         &names,
         dry_run,
         ctx.common.progress,
+        force,
         &mut |event| match event {
             DeleteEvent::Deleted(name, entry, i, n) if list => {
-                let verb = if dry_run {
-                    "Would delete archive"
-                } else {
-                    "Deleting archive"
+                // `_delete_archives` words the `forced == 2` lines differently.
+                let verb = match (force == Force::ManifestOnly, dry_run) {
+                    (true, true) => "Would delete",
+                    (true, false) => "Deleted archive",
+                    (false, true) => "Would delete archive",
+                    (false, false) => "Deleting archive",
                 };
                 eprintln!("{verb}: {} ({i}/{n})", archive_line(name, entry));
             }
             DeleteEvent::NotFound(name, i, n) => {
                 log::warn!("Archive {name} not found ({i}/{n}).");
+            }
+            DeleteEvent::Corrupted(_) => {
+                log::warn!("forced deletion succeeded, but the deleted archive was corrupted.");
+                log::warn!("borg check --repair is required to free all space.");
             }
             _ => {}
         },
@@ -105,6 +117,22 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
     };
     if report.has_missing() {
         outcome = Outcome::Warning(1);
+    }
+    if force == Force::ManifestOnly {
+        // These two warnings leave the exit code alone (borg 1.4: `wc=None`).
+        if dry_run {
+            log::info!("Finished dry-run.");
+        } else if report
+            .events
+            .iter()
+            .any(|e| matches!(e, DeleteEvent::Deleted(..)))
+        {
+            log::warn!("Done. Run \"borg check --repair\" to clean up the mess.");
+        } else {
+            log::warn!("Aborted.");
+        }
+        session.close()?;
+        return Ok(outcome);
     }
     if args.stats && !dry_run {
         let s = report.stats;
@@ -164,7 +192,7 @@ fn delete_repository(
         }
         return Ok(Outcome::Success);
     }
-    if ctx.env.get("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING") != Some("YES") {
+    if args.force == 0 && ctx.env.get("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING") != Some("YES") {
         let mut msg = vec![
             format!("You requested to completely DELETE the following repository *including* all archives it contains:"),
             "-".repeat(78),

@@ -236,3 +236,42 @@ fn forced_delete_matches_borg_12() {
     scenario(&scratch, &pristine, &b12, "data", &["--force"]);
     scenario(&scratch, &pristine, &b12, "meta", &["--force", "--force"]);
 }
+
+/// Deleting a whole repository: the confirmation text (with and without `--list`), the answer
+/// taken from `BORG_DELETE_I_KNOW_WHAT_I_AM_DOING`, the dry-run and abort messages are borg
+/// 1.4's, byte for byte; `--force` asks nothing.
+#[test]
+fn repository_delete_talks_like_borg_14() {
+    let scratch = Scratch::new();
+    let b14 = borg14();
+    let pristine = pristine(&scratch, &b14);
+    let cases: [(&str, &[&str], bool); 5] = [
+        ("YES", &["delete", "--info", "--dry-run", "repo"], true),
+        ("YES", &["delete", "--info", "--list", "repo"], true),
+        ("no", &["delete", "repo"], false),
+        ("maybe", &["delete", "--list", "repo"], false),
+        ("no", &["delete", "--force", "--info", "repo"], true),
+    ];
+    for (n, (answer, args, succeeds)) in cases.iter().enumerate() {
+        let mut outs = Vec::new();
+        for (who, program) in [("borg", b14.borg.as_path()), ("rborg", rborg_bin())] {
+            let dir = scratch.path(&format!("repo-delete-{n}-{who}"));
+            copy_tree(&pristine, &dir);
+            let mut env = env_for(&scratch, &dir.join("base"));
+            env.retain(|(k, _)| k != "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING");
+            env.push(("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING".into(), answer.into()));
+            let out = run(program, &env, &dir, args);
+            let gone = !dir.join("repo").exists();
+            outs.push((messages(&out, &dir), out.status.code(), gone));
+        }
+        assert_eq!(
+            outs[0], outs[1],
+            "{args:?} answered {answer:?}: borg vs rborg"
+        );
+        assert_eq!(
+            outs[0].1 == Some(0),
+            *succeeds,
+            "{args:?}: borg's exit code"
+        );
+    }
+}

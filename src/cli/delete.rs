@@ -192,38 +192,52 @@ fn delete_repository(
         }
         return Ok(Outcome::Success);
     }
-    if args.force == 0 && ctx.env.get("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING") != Some("YES") {
-        let mut msg = vec![
-            format!("You requested to completely DELETE the following repository *including* all archives it contains:"),
-            "-".repeat(78),
-            format!("Repository ID: {}", hex::encode(repo_id)),
-            format!("Location: {}", location.canonical_path()),
-            String::new(),
-            "Archives:".into(),
-        ];
-        for (name, entry) in session.opened.manifest.list(
+    if args.force == 0 {
+        // Without --force the user sees what goes and confirms (`_delete_repository`).
+        let archives = session.opened.manifest.list(
             &[rborg::manifest::SortBy::Timestamp],
             true,
             None,
             None,
             false,
-        ) {
-            msg.push(archive_line(&name, entry));
+        );
+        let mut msg = vec![
+            format!(
+                "You requested to completely DELETE the following repository *including* {} archives it contains:",
+                archives.len()
+            ),
+            "-".repeat(78),
+            format!("Repository ID: {}", hex::encode(repo_id)),
+            format!("Location: {}", location.canonical_path()),
+        ];
+        if args.list {
+            msg.push(String::new());
+            msg.push("Archives:".into());
+            if archives.is_empty() {
+                msg.push("This repository seems to not have any archives.".into());
+            }
+            for (name, entry) in &archives {
+                msg.push(archive_line(name, entry));
+            }
         }
         msg.push("-".repeat(78));
         msg.push("Type 'YES' if you understand this and want to continue: ".into());
         eprint!("{}", msg.join("\n"));
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim_end_matches(['\r', '\n']) != "YES" {
+        if let Err(e) = confirm(ctx) {
             let _ = session.close();
-            eprintln!();
-            return Err(CliError::with_code("Aborting.", 3));
+            return Err(e);
         }
     }
     if args.dry_run {
         let _ = session.close();
         log::info!("Would delete repository.");
+        let verb = if args.keep_security_info {
+            "keep"
+        } else {
+            "delete"
+        };
+        log::info!("Would {verb} security info.");
+        log::info!("Would delete cache.");
         return Ok(Outcome::Success);
     }
     session.repository.destroy()?;
@@ -234,7 +248,33 @@ fn delete_repository(
         remove_dir_if_exists(&security)?;
     }
     remove_dir_if_exists(&cache_dir)?;
+    log::info!("Cache deleted.");
     Ok(Outcome::Success)
+}
+
+/// borg's `yes(truish=('YES',), retry=False, env_var_override=...)`: the answer comes from
+/// `BORG_DELETE_I_KNOW_WHAT_I_AM_DOING` (echoed after the question) or from stdin.
+fn confirm(ctx: &Context) -> Result<(), CliError> {
+    const VAR: &str = "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING";
+    let answer = match ctx.env.get(VAR) {
+        Some(a) => {
+            eprintln!("{a} (from {VAR})");
+            a.to_string()
+        }
+        None => {
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    match answer.as_str() {
+        "YES" => return Ok(()),
+        // borg's default falsish and defaultish answers.
+        "" | "No" | "NO" | "no" | "N" | "n" | "0" => eprintln!("Aborting."),
+        _ => eprintln!("Invalid answer, aborting."),
+    }
+    // borg 1.4's `CancelledByUser` (borg 1.2 ends after the line above, also with rc 2).
+    Err(CliError::with_code("Cancelled by user.", 3))
 }
 
 fn remove_dir_if_exists(p: &std::path::Path) -> Result<(), CliError> {

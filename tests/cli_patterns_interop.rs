@@ -215,6 +215,14 @@ fn include_exclude_options_apply_in_command_line_order() {
         order_matters(&all[pair], &all[pair + 1]);
     }
 
+    // No PATH and no `R` line: borg's parser refuses, and so does rborg.
+    for program in [borg14().borg.as_path(), rborg_bin()] {
+        let out = run(program, &scratch, &["create", "--dry-run", "repo::new"]);
+        assert_eq!(out.status.code(), Some(2), "{}", program.display());
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("Need at least one PATH argument."), "{text}");
+    }
+
     for peer in [borg12(), borg14()] {
         for case in &all {
             compare(

@@ -277,6 +277,11 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
     let files_cache_mode = FilesCacheMode::parse(&args.files_cache)
         .map_err(|e| CliError::usage(format!("argument --files-cache: {e}")))?;
     let timestamp = args.timestamp.as_deref().map(parse_timestamp).transpose()?;
+    let paths = args.patterns.paths(&args.paths, PathsMode::Extend)?;
+    if paths.is_empty() {
+        // borg's parser check; `R` lines of the patterns count as paths.
+        return Err(CliError::usage("Need at least one PATH argument."));
+    }
     let walk = WalkOptions {
         matcher: args.patterns.create_matcher()?,
         one_file_system: args.one_file_system,
@@ -313,12 +318,7 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
         .unwrap_or_default();
     let opts = CreateOptions {
         name: name.clone(),
-        paths: args
-            .patterns
-            .paths(&args.paths, PathsMode::Extend)?
-            .iter()
-            .map(|p| p.as_bytes().to_vec())
-            .collect(),
+        paths: paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
         stdin_name: args.stdin_name.clone(),
         compression,
         chunker_params,

@@ -162,6 +162,16 @@ fn check_peer(peer: &Peer, scratch: &Scratch, archives: &[&str]) {
             peer.name
         );
 
+        // Time keys hand their format spec to strftime (`OutputTimestamp.__format__`).
+        let times = "{mtime:%Y-%m-%d %H:%M:%S.%f} {ctime:<9} {atime:%j %a %p %%}|{path}{NL}";
+        let args = ["list", "--format", times, &loc];
+        assert_eq!(
+            String::from_utf8_lossy(&run(&peer.borg, scratch, &args).stdout),
+            String::from_utf8_lossy(&rborg(scratch, &args).stdout),
+            "list --format {times:?}, borg {}",
+            peer.name
+        );
+
         // JSON lines: the default format (two computed keys), one checksum, archive keys.
         let formats: [(Option<&str>, &[&str]); 4] = [
             (None, &["size", "mtime"]),
@@ -206,7 +216,9 @@ fn check_peer(peer: &Peer, scratch: &Scratch, archives: &[&str]) {
         .copied()
         .filter(|k| peer.name != "1.2" || *k != "tam")
         .collect();
-    let args = ["list", "--format", &template(&keys), "repo"];
+    let mut archive_format = template(&keys);
+    archive_format.push_str("{time:%d.%m.%Y %H:%M:%S.%f} {end:<9} {start:%A}{NL}");
+    let args = ["list", "--format", &archive_format, "repo"];
     let theirs = run(&peer.borg, scratch, &args).stdout;
     let ours = rborg(scratch, &args).stdout;
     assert_eq!(

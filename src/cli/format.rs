@@ -14,6 +14,9 @@ pub enum Field {
     Int(i64),
     /// A boolean (Python prints `True`/`False`).
     Bool(bool),
+    /// A time, shown in local time. borg's `OutputTimestamp.__format__` hands the format spec
+    /// to `strftime` (`{mtime:%Y-%m-%d}`); without one it is `Thu, 2026-11-26 07:00:05`.
+    Time(DateTime<Utc>),
 }
 
 impl Field {
@@ -23,6 +26,7 @@ impl Field {
             Field::Text(s) => serde_json::Value::String(s.clone()),
             Field::Int(i) => serde_json::Value::from(*i),
             Field::Bool(b) => serde_json::Value::Bool(*b),
+            Field::Time(t) => serde_json::Value::String(iso_time(t)),
         }
     }
 }
@@ -122,8 +126,14 @@ pub fn render(
                     Field::Text(s) => (s.clone(), false),
                     Field::Int(n) => (n.to_string(), true),
                     Field::Bool(b) => (if *b { "True" } else { "False" }.to_string(), true),
+                    Field::Time(t) => {
+                        out.push_str(&strftime(t, spec));
+                        (String::new(), false)
+                    }
                 };
-                out.push_str(&pad(&text, spec, numeric).map_err(CliError::usage)?);
+                if !matches!(field, Field::Time(_)) {
+                    out.push_str(&pad(&text, spec, numeric).map_err(CliError::usage)?);
+                }
                 while let Some((k, _)) = chars.peek() {
                     if *k > i + end {
                         break;
@@ -239,6 +249,33 @@ pub fn local(t: &DateTime<Utc>) -> DateTime<Local> {
 /// borg's text timestamp (`format_time`): `Thu, 2026-11-26 07:00:05` in local time.
 pub fn text_time(t: &DateTime<Utc>) -> String {
     local(t).format("%a, %Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// borg's `format_time(ts, format_spec)`: `strftime` of the local time, the text form when
+/// `spec` is empty. A spec chrono cannot read comes out as written.
+pub fn strftime(t: &DateTime<Utc>, spec: &str) -> String {
+    use chrono::format::{Item, StrftimeItems};
+    if spec.is_empty() {
+        return text_time(t);
+    }
+    // Python's `%f` is six digits of microseconds; chrono's is nanoseconds.
+    let mut translated = String::with_capacity(spec.len() + 4);
+    let mut chars = spec.chars();
+    while let Some(c) = chars.next() {
+        translated.push(c);
+        if c == '%' {
+            match chars.next() {
+                Some('f') => translated.push_str("6f"),
+                Some(n) => translated.push(n),
+                None => {}
+            }
+        }
+    }
+    let items: Vec<Item> = StrftimeItems::new(&translated).collect();
+    if items.iter().any(|i| matches!(i, Item::Error)) {
+        return spec.to_string();
+    }
+    local(t).format_with_items(items.into_iter()).to_string()
 }
 
 /// borg's JSON timestamp: ISO local time without zone, six fractional digits.
@@ -384,6 +421,16 @@ mod tests {
             "a   |    42|42  |{x}\n"
         );
         assert!(render("{nope}", &mut get).is_err());
+        let t = DateTime::from_timestamp(86400 * 365, 0).expect("time");
+        let mut get_time = |_: &str| Some(Field::Time(t));
+        assert_eq!(
+            render(
+                "{mtime}|{mtime:%Y}|{mtime:<20}|{mtime:%S.%f %%f}",
+                &mut get_time
+            )
+            .expect("renders"),
+            format!("{}|1971|<20|00.000000 %f", text_time(&t))
+        );
         assert_eq!(keys("{a} {b:>3}{{c}}"), ["a", "b"]);
         assert_eq!(filemode(0o100644), "-rw-r--r--");
         assert_eq!(filemode(0o41777), "drwxrwxrwt");

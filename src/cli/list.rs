@@ -206,17 +206,17 @@ fn archive_fields(
 ) -> Result<Vec<(String, Field)>, CliError> {
     let start = format::archive_time(&entry.time).unwrap_or_default();
     let time = if json {
-        format::iso_time(&start)
+        Field::Text(format::iso_time(&start))
     } else {
-        format::text_time(&start)
+        Field::Time(start)
     };
     let mut fields = vec![
         ("name".to_string(), Field::Text(name.into())),
         ("archive".to_string(), Field::Text(name.into())),
         ("barchive".to_string(), Field::Text(name.into())),
         ("id".to_string(), Field::Text(hex::encode(entry.id))),
-        ("time".to_string(), Field::Text(time.clone())),
-        ("start".to_string(), Field::Text(time)),
+        ("time".to_string(), time.clone()),
+        ("start".to_string(), time),
     ];
     const META_KEYS: [&str; 7] = [
         "hostname",
@@ -252,11 +252,11 @@ fn archive_fields(
                         .as_deref()
                         .and_then(format::archive_time)
                         .unwrap_or(start);
-                    Field::Text(if json {
-                        format::iso_time(&end)
+                    if json {
+                        Field::Text(format::iso_time(&end))
                     } else {
-                        format::text_time(&end)
-                    })
+                        Field::Time(end)
+                    }
                 }
                 "command_line" => Field::Text(
                     m.cmdline
@@ -408,9 +408,9 @@ fn item_fields(
     let time = |ns: i64| {
         let t = format::ns_time(ns);
         if json {
-            format::iso_time(&t)
+            Field::Text(format::iso_time(&t))
         } else {
-            format::text_time(&t)
+            Field::Time(t)
         }
     };
     // `Item.get_size`: a symlink's size is the length of its target; a hardlink slave has 0.
@@ -458,15 +458,9 @@ fn item_fields(
             }),
         ),
         ("num_chunks".into(), Field::Int(chunks.len() as i64)),
-        ("mtime".into(), Field::Text(time(item.mtime))),
-        (
-            "ctime".into(),
-            Field::Text(time(item.ctime.unwrap_or(item.mtime))),
-        ),
-        (
-            "atime".into(),
-            Field::Text(time(item.atime.unwrap_or(item.mtime))),
-        ),
+        ("mtime".into(), time(item.mtime)),
+        ("ctime".into(), time(item.ctime.unwrap_or(item.mtime))),
+        ("atime".into(), time(item.atime.unwrap_or(item.mtime))),
         (
             "isomtime".into(),
             Field::Text(format::iso_time(&format::ns_time(item.mtime))),

@@ -172,6 +172,16 @@ fn check_peer(peer: &Peer, scratch: &Scratch, archives: &[&str]) {
             peer.name
         );
 
+        // Python's format-spec mini-language on text and numbers.
+        let specs = "{size:>12,} {size:08} {num_chunks:+} {uid:#x} {gid:_b} {path:.5}|{mode:*^14}|{user:>8.3}{NL}";
+        let args = ["list", "--format", specs, &loc];
+        assert_eq!(
+            String::from_utf8_lossy(&run(&peer.borg, scratch, &args).stdout),
+            String::from_utf8_lossy(&rborg(scratch, &args).stdout),
+            "list --format {specs:?}, borg {}",
+            peer.name
+        );
+
         // JSON lines: the default format (two computed keys), one checksum, archive keys.
         let formats: [(Option<&str>, &[&str]); 4] = [
             (None, &["size", "mtime"]),
@@ -217,7 +227,8 @@ fn check_peer(peer: &Peer, scratch: &Scratch, archives: &[&str]) {
         .filter(|k| peer.name != "1.2" || *k != "tam")
         .collect();
     let mut archive_format = template(&keys);
-    archive_format.push_str("{time:%d.%m.%Y %H:%M:%S.%f} {end:<9} {start:%A}{NL}");
+    archive_format
+        .push_str("{time:%d.%m.%Y %H:%M:%S.%f} {end:<9} {start:%A} {id:.8} {archive:>6.2}{NL}");
     let args = ["list", "--format", &archive_format, "repo"];
     let theirs = run(&peer.borg, scratch, &args).stdout;
     let ours = rborg(scratch, &args).stdout;

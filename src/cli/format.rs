@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Local, TimeZone, Utc};
 
+use super::format_spec;
 use super::CliError;
 
 /// A value to put into a template.
@@ -61,38 +62,6 @@ pub fn keys(template: &str) -> Vec<String> {
     out
 }
 
-fn pad(text: &str, spec: &str, numeric: bool) -> Result<String, String> {
-    if spec.is_empty() {
-        return Ok(text.to_string());
-    }
-    let chars: Vec<char> = spec.chars().collect();
-    let (fill, align, rest) = match chars.as_slice() {
-        [f, a @ ('<' | '>' | '^'), r @ ..] => (*f, Some(*a), r),
-        [a @ ('<' | '>' | '^'), r @ ..] => (' ', Some(*a), r),
-        r => (' ', None, r),
-    };
-    let width_text: String = rest.iter().collect();
-    let width: usize = if width_text.is_empty() {
-        0
-    } else {
-        width_text
-            .parse()
-            .map_err(|_| format!("unsupported format spec {spec:?}"))?
-    };
-    let align = align.unwrap_or(if numeric { '>' } else { '<' });
-    let len = text.chars().count();
-    if len >= width {
-        return Ok(text.to_string());
-    }
-    let n = width - len;
-    let f = |k: usize| fill.to_string().repeat(k);
-    Ok(match align {
-        '<' => format!("{text}{}", f(n)),
-        '>' => format!("{}{text}", f(n)),
-        _ => format!("{}{text}{}", f(n / 2), f(n - n / 2)),
-    })
-}
-
 /// Fills `template` with values from `get`.
 pub fn render(
     template: &str,
@@ -122,18 +91,19 @@ pub fn render(
                         CliError::usage(format!("--format: unknown key {{{key}}}"))
                     })?,
                 };
-                let (text, numeric) = match &field {
-                    Field::Text(s) => (s.clone(), false),
-                    Field::Int(n) => (n.to_string(), true),
-                    Field::Bool(b) => (if *b { "True" } else { "False" }.to_string(), true),
-                    Field::Time(t) => {
-                        out.push_str(&strftime(t, spec));
-                        (String::new(), false)
+                let text = match &field {
+                    Field::Text(s) => format_spec::format_str(s, spec),
+                    Field::Int(n) => format_spec::format_int(*n, spec),
+                    // `bool` formats as `int` once there is a spec.
+                    Field::Bool(b) if spec.is_empty() => {
+                        Ok(if *b { "True" } else { "False" }.to_string())
                     }
+                    Field::Bool(b) => format_spec::format_int(i64::from(*b), spec),
+                    Field::Time(t) => Ok(strftime(t, spec)),
                 };
-                if !matches!(field, Field::Time(_)) {
-                    out.push_str(&pad(&text, spec, numeric).map_err(CliError::usage)?);
-                }
+                let text =
+                    text.map_err(|e| CliError::usage(format!("--format: {{{inner}}}: {e}")))?;
+                out.push_str(&text);
                 while let Some((k, _)) = chars.peek() {
                     if *k > i + end {
                         break;

@@ -12,6 +12,7 @@ mod error;
 mod exit;
 mod extract;
 mod format;
+mod format_spec;
 mod info;
 mod init;
 mod item_keys;

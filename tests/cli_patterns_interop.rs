@@ -223,6 +223,22 @@ fn include_exclude_options_apply_in_command_line_order() {
         assert!(text.contains("Need at least one PATH argument."), "{text}");
     }
 
+    // A pattern file that is not there: borg's message and exit code.
+    for args in [
+        ["list", "--patterns-from", "nope.txt", "repo::arch"],
+        ["extract", "--exclude-from", "nope.txt", "repo::arch"],
+        ["create", "--exclude-from", "nope.txt", "repo::new"],
+    ] {
+        let theirs = run(&borg14().borg, &scratch, &args);
+        let ours = run(rborg_bin(), &scratch, &args);
+        assert_eq!(theirs.status.code(), ours.status.code(), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&theirs.stderr),
+            String::from_utf8_lossy(&ours.stderr),
+            "{args:?}"
+        );
+    }
+
     for peer in [borg12(), borg14()] {
         for case in &all {
             compare(

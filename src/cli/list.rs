@@ -18,6 +18,7 @@ use super::item_keys;
 use super::patterns::{PathsMode, PatternArgs};
 use super::session;
 use super::{CliError, Context, Outcome};
+use rborg::patterns::PatternMatcher;
 
 /// Archive filters shared by list, info and delete (borg's `define_archive_filters_group`).
 #[derive(Debug, Clone, Args)]
@@ -146,9 +147,12 @@ pub fn basic_json(session: &Session) -> Map<String, Json> {
 /// Runs `rborg list`.
 pub fn run(ctx: &Context, args: ListArgs) -> Result<Outcome, CliError> {
     let location = session::parse_location(ctx, &args.location)?;
+    // Pattern files are read before the repository is opened, as borg's parser reads them.
+    let paths = args.patterns.paths(&args.paths, PathsMode::Replace)?;
+    let matcher = args.patterns.matcher(&paths)?;
     let mut session = session::open(ctx, &location, false, &[Operation::Read])?;
     let result = match location.archive.clone() {
-        Some(archive) => list_archive(ctx, &mut session, &archive, &args),
+        Some(archive) => list_archive(ctx, &mut session, &archive, &args, &matcher),
         None => list_repository(ctx, &mut session, &args),
     };
     let _ = session.close();
@@ -285,6 +289,7 @@ fn list_archive(
     session: &mut Session,
     archive: &str,
     args: &ListArgs,
+    matcher: &PatternMatcher,
 ) -> Result<Outcome, CliError> {
     let _ = ctx;
     let template = match (&args.format, args.short) {
@@ -293,8 +298,6 @@ fn list_archive(
         (None, false) => "{mode} {user:6} {group:6} {size:8} {mtime} {path}{extra}{NL}".into(),
     };
     let used = format::keys(&template);
-    let paths = args.patterns.paths(&args.paths, PathsMode::Replace)?;
-    let matcher = args.patterns.matcher(&paths)?;
     let entry = session
         .opened
         .manifest

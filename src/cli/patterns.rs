@@ -143,7 +143,20 @@ impl clap::FromArgMatches for PatternArgs {
 fn read_text(path: &str) -> Result<String, CliError> {
     std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .map_err(|e| CliError::error(format!("{path}: {e}")))
+        .map_err(|e| CliError::error(python_os_error(&e, path)))
+}
+
+/// An `OSError` as borg's pattern-file actions report it: `raise Error(str(e))`, and borg's
+/// `Error` reads "Error: {}".
+fn python_os_error(e: &std::io::Error, path: &str) -> String {
+    match e.raw_os_error() {
+        Some(code) => {
+            let text = e.to_string();
+            let text = text.trim_end_matches(&format!(" (os error {code})"));
+            format!("Error: [Errno {code}] {text}: '{path}'")
+        }
+        None => format!("Error: {e}: '{path}'"),
+    }
 }
 
 fn bad(e: PatternError) -> CliError {
@@ -272,6 +285,16 @@ mod tests {
         );
         assert!(p.flag);
         assert_eq!(p.location, "repo::arch");
+    }
+
+    #[test]
+    fn a_missing_pattern_file_is_reported_like_borg() {
+        let p = parse(&["--patterns-from", "/nonexistent/pat.txt", "r::a"]);
+        let err = p.patterns.matcher(&[]).expect_err("missing file");
+        assert_eq!(
+            err.message,
+            "Error: [Errno 2] No such file or directory: '/nonexistent/pat.txt'"
+        );
     }
 
     #[test]

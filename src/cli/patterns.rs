@@ -79,7 +79,7 @@ impl clap::Args for PatternArgs {
                 EXCLUDE,
                 "exclude",
                 "PATTERN",
-                "exclude paths matching PATTERN",
+                "Exclude paths matching PATTERN",
             )
             .short('e'),
         )
@@ -87,19 +87,19 @@ impl clap::Args for PatternArgs {
             EXCLUDE_FROM,
             "exclude-from",
             "EXCLUDEFILE",
-            "read exclude patterns from EXCLUDEFILE, one per line",
+            "Read exclude patterns from EXCLUDEFILE, one per line",
         ))
         .arg(opt(
             PATTERN,
             "pattern",
             "PATTERN",
-            "include/exclude paths matching PATTERN",
+            "Include/exclude paths matching PATTERN",
         ))
         .arg(opt(
             PATTERNS_FROM,
             "patterns-from",
             "PATTERNFILE",
-            "read include/exclude patterns from PATTERNFILE, one per line",
+            "Read include/exclude patterns from PATTERNFILE, one per line",
         ))
     }
 

@@ -166,6 +166,28 @@ pub fn delete_archive(
 /// Why a forced delete stopped dropping references.
 struct Missing;
 
+/// Deletes one object for a forced delete. A local repository answers for this object at once
+/// (the inner error: its `ObjectNotFound`). A remote one answers later, so an `ObjectNotFound` for
+/// another object is an earlier delete's answer: like borg's `fetch_async_response` with
+/// `forced`, it marks the archive `corrupted` and the delete is sent again.
+fn delete_object(
+    repository: &mut dyn Repository,
+    id: &ObjectId,
+    corrupted: &mut bool,
+) -> Result<Result<(), RepositoryError>, CommandError> {
+    let hex_id = hex::encode(id);
+    loop {
+        match repository.delete(id) {
+            Ok(()) => return Ok(Ok(())),
+            Err(e @ RepositoryError::ObjectNotFound { .. }) if matches!(&e, RepositoryError::ObjectNotFound { id: missing, .. } if *missing == hex_id) => {
+                return Ok(Err(e))
+            }
+            Err(RepositoryError::ObjectNotFound { .. }) => *corrupted = true,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Drops one reference for a forced delete, deleting the object at once when it was the last
 /// one. A chunk the index lacks is fatal even when forced (borg's `ChunksIndexError`); an
 /// object the repository lacks is `Missing`.
@@ -176,15 +198,15 @@ fn drop_now(
     stats: &mut DeletedStats,
     part: bool,
     deleted: &mut u64,
+    corrupted: &mut bool,
 ) -> Result<Result<(), Missing>, CommandError> {
     let mut gone = Vec::new();
     decref(index, id, stats, &mut gone, part)?;
     for id in &gone {
-        match repository.delete(id) {
-            Ok(()) => *deleted += 1,
-            Err(RepositoryError::ObjectNotFound { .. }) => return Ok(Err(Missing)),
-            Err(e) => return Err(e.into()),
+        if delete_object(repository, id, corrupted)?.is_err() {
+            return Ok(Err(Missing));
         }
+        *deleted += 1;
     }
     Ok(Ok(()))
 }
@@ -222,7 +244,16 @@ pub fn delete_archive_forced(
         };
         let plaintext = reader::open_object(key, items_id, &envelope).map_err(read_error)?;
         let items = decoder.feed(&plaintext);
-        if drop_now(repository, index, items_id, stats, false, &mut deleted)?.is_err() {
+        let dropped = drop_now(
+            repository,
+            index,
+            items_id,
+            stats,
+            false,
+            &mut deleted,
+            &mut corrupted,
+        )?;
+        if dropped.is_err() {
             corrupted = true;
             break;
         }
@@ -238,7 +269,16 @@ pub fn delete_archive_forced(
         for item in items {
             for c in item.chunks.as_deref().unwrap_or_default() {
                 let part = item.part.is_some();
-                if drop_now(repository, index, &c.id, stats, part, &mut deleted)?.is_err() {
+                let dropped = drop_now(
+                    repository,
+                    index,
+                    &c.id,
+                    stats,
+                    part,
+                    &mut deleted,
+                    &mut corrupted,
+                )?;
+                if dropped.is_err() {
                     corrupted = true;
                     break 'items;
                 }
@@ -250,8 +290,16 @@ pub fn delete_archive_forced(
     let mut gone = Vec::new();
     decref(index, &entry.id, stats, &mut gone, false)?;
     for id in &gone {
-        repository.delete(id)?;
+        delete_object(repository, id, &mut corrupted)??;
         deleted += 1;
+    }
+    // The answers still outstanding (`while fetch_async_response(wait=True) ...`).
+    loop {
+        match repository.flush() {
+            Ok(()) => break,
+            Err(RepositoryError::ObjectNotFound { .. }) => corrupted = true,
+            Err(e) => return Err(e.into()),
+        }
     }
     manifest.remove_archive(name)?;
     Ok((deleted, corrupted))

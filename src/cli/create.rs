@@ -277,13 +277,13 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
     let files_cache_mode = FilesCacheMode::parse(&args.files_cache)
         .map_err(|e| CliError::usage(format!("argument --files-cache: {e}")))?;
     let timestamp = args.timestamp.as_deref().map(parse_timestamp).transpose()?;
-    let paths = args.patterns.paths(&args.paths, PathsMode::Extend)?;
+    let (paths, matcher) = args.patterns.resolve(&args.paths, PathsMode::Extend)?;
     if paths.is_empty() {
         // borg's parser check; `R` lines of the patterns count as paths.
         return Err(CliError::usage("Need at least one PATH argument."));
     }
     let walk = WalkOptions {
-        matcher: args.patterns.create_matcher()?,
+        matcher,
         one_file_system: args.one_file_system,
         exclude_caches: args.exclude_caches,
         exclude_if_present: args
@@ -540,9 +540,9 @@ mod tests {
         else {
             panic!("create parses");
         };
-        let paths = args
+        let (paths, _) = args
             .patterns
-            .paths(&args.paths, PathsMode::Extend)
+            .resolve(&args.paths, PathsMode::Extend)
             .expect("paths");
         assert_eq!(paths, ["c", "d", "b"]);
     }

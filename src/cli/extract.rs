@@ -68,8 +68,7 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
             args.location
         )));
     };
-    let paths = args.patterns.paths(&args.paths, PathsMode::Replace)?;
-    let matcher = args.patterns.matcher(&paths)?;
+    let (paths, matcher) = args.patterns.resolve(&args.paths, PathsMode::Replace)?;
     let mut include_paths = rborg::commands::extract::IncludePaths::new(&paths)
         .map_err(|e| CliError::usage(e.to_string()))?;
     let umask = u32::from_str_radix(&ctx.common.umask, 8).map_err(|_| {
@@ -157,9 +156,9 @@ mod tests {
         else {
             panic!("extract parses");
         };
-        let paths = args
+        let (paths, _) = args
             .patterns
-            .paths(&args.paths, PathsMode::Replace)
+            .resolve(&args.paths, PathsMode::Replace)
             .expect("paths");
         assert_eq!(paths, ["d", "b"]);
     }

@@ -148,8 +148,7 @@ pub fn basic_json(session: &Session) -> Map<String, Json> {
 pub fn run(ctx: &Context, args: ListArgs) -> Result<Outcome, CliError> {
     let location = session::parse_location(ctx, &args.location)?;
     // Pattern files are read before the repository is opened, as borg's parser reads them.
-    let paths = args.patterns.paths(&args.paths, PathsMode::Replace)?;
-    let matcher = args.patterns.matcher(&paths)?;
+    let (_, matcher) = args.patterns.resolve(&args.paths, PathsMode::Replace)?;
     let mut session = session::open(ctx, &location, false, &[Operation::Read])?;
     let result = match location.archive.clone() {
         Some(archive) => list_archive(ctx, &mut session, &archive, &args, &matcher),
@@ -538,9 +537,9 @@ mod tests {
         else {
             panic!("list parses");
         };
-        let paths = args
+        let (paths, _) = args
             .patterns
-            .paths(&args.paths, PathsMode::Replace)
+            .resolve(&args.paths, PathsMode::Replace)
             .expect("paths");
         assert_eq!(paths, ["d", "b"]);
     }

@@ -189,24 +189,23 @@ impl PatternArgs {
         Ok((m, roots))
     }
 
-    /// The paths of the command: the positional `paths` (given at `path_indices`) combined
-    /// with the roots of `R` lines as argparse combines them for `mode`.
-    pub fn paths(&self, positional: &[String], mode: PathsMode) -> Result<Vec<String>, CliError> {
-        let (_, roots) = self.rules()?;
-        Ok(merge_paths(positional, &self.path_indices, &roots, mode))
-    }
-
-    /// The matcher for `create`: the rules only, no include paths and no fallback.
-    pub fn create_matcher(&self) -> Result<PatternMatcher, CliError> {
-        Ok(self.rules()?.0)
-    }
-
-    /// The matcher for `extract` and `list` (borg's `build_matcher`): the rules in command-line
-    /// order, then `paths` (from [`PatternArgs::paths`]) as `pp:` includes.
-    pub fn matcher(&self, paths: &[String]) -> Result<PatternMatcher, CliError> {
-        let (mut m, _) = self.rules()?;
-        m.add_include_paths(paths).map_err(bad)?;
-        Ok(m)
+    /// Reads the pattern files (once: one may be a pipe) and returns the command's paths and
+    /// matcher. The paths are the positional `paths` (given at `path_indices`) combined with
+    /// the roots of `R` lines as argparse combines them for `mode`. For
+    /// [`PathsMode::Replace`] (`extract`, `list`) the matcher is borg's `build_matcher`: the
+    /// rules in command-line order, then the paths as `pp:` includes; for `create` it is the
+    /// rules alone.
+    pub fn resolve(
+        &self,
+        positional: &[String],
+        mode: PathsMode,
+    ) -> Result<(Vec<String>, PatternMatcher), CliError> {
+        let (mut matcher, roots) = self.rules()?;
+        let paths = merge_paths(positional, &self.path_indices, &roots, mode);
+        if mode == PathsMode::Replace {
+            matcher.add_include_paths(&paths).map_err(bad)?;
+        }
+        Ok((paths, matcher))
     }
 }
 
@@ -290,7 +289,10 @@ mod tests {
     #[test]
     fn a_missing_pattern_file_is_reported_like_borg() {
         let p = parse(&["--patterns-from", "/nonexistent/pat.txt", "r::a"]);
-        let err = p.patterns.matcher(&[]).expect_err("missing file");
+        let err = p
+            .patterns
+            .resolve(&[], PathsMode::Replace)
+            .expect_err("missing file");
         assert_eq!(
             err.message,
             "Error: [Errno 2] No such file or directory: '/nonexistent/pat.txt'"
@@ -300,10 +302,16 @@ mod tests {
     #[test]
     fn the_first_matching_rule_is_the_first_given() {
         let p = parse(&["--pattern", "+ t/a/b", "--exclude", "t/a", "r::a"]);
-        let m = p.patterns.matcher(&[]).expect("matcher");
+        let (_, m) = p
+            .patterns
+            .resolve(&[], PathsMode::Replace)
+            .expect("matcher");
         assert_eq!(m.matches(b"t/a/b/z").included, Some(true));
         let p = parse(&["--exclude", "t/a", "--pattern", "+ t/a/b", "r::a"]);
-        let m = p.patterns.matcher(&[]).expect("matcher");
+        let (_, m) = p
+            .patterns
+            .resolve(&[], PathsMode::Replace)
+            .expect("matcher");
         assert_eq!(m.matches(b"t/a/b/z").included, Some(false));
     }
 
@@ -313,20 +321,23 @@ mod tests {
         let p = parse(&argv);
         let extend = p
             .patterns
-            .paths(&p.paths, PathsMode::Extend)
-            .expect("paths");
+            .resolve(&p.paths, PathsMode::Extend)
+            .expect("paths")
+            .0;
         assert_eq!(extend, ["c", "d", "e", "b"]);
         let replace = p
             .patterns
-            .paths(&p.paths, PathsMode::Replace)
-            .expect("paths");
+            .resolve(&p.paths, PathsMode::Replace)
+            .expect("paths")
+            .0;
         assert_eq!(replace, ["d", "e", "b"]);
         // Without positional paths the roots are the paths.
         let p = parse(&["--pattern", "R c", "r::a"]);
         let replace = p
             .patterns
-            .paths(&p.paths, PathsMode::Replace)
-            .expect("paths");
+            .resolve(&p.paths, PathsMode::Replace)
+            .expect("paths")
+            .0;
         assert_eq!(replace, ["c"]);
     }
 }

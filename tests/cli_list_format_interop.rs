@@ -238,6 +238,14 @@ fn check_peer(peer: &Peer, scratch: &Scratch, archives: &[&str]) {
         "list --format <all archive keys>, borg {}",
         peer.name
     );
+    // `--json` carries the keys a format names (`command_line` as a list).
+    let args = ["list", "--json", "--format", &template(&keys), "repo"];
+    assert_eq!(
+        String::from_utf8_lossy(&run(&peer.borg, scratch, &args).stdout),
+        String::from_utf8_lossy(&rborg(scratch, &args).stdout),
+        "list --json --format <all archive keys>, borg {}",
+        peer.name
+    );
 }
 
 #[test]

@@ -454,7 +454,7 @@ fn json_output(session: &Session, r: &CreateResult, ctx: &Context) -> Result<Str
         // Beyond borg: how much content was actually read (the files cache skips the rest).
         "rborg": {"files_read": r.files_read, "bytes_read": r.bytes_read},
     });
-    serde_json::to_string_pretty(&v).map_err(|e| CliError::error(e.to_string()))
+    Ok(super::format::json_text(&v))
 }
 
 fn stats_text(session: &Session, r: &CreateResult) -> String {

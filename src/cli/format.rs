@@ -15,6 +15,8 @@ pub enum Field {
     Int(i64),
     /// A boolean (Python prints `True`/`False`).
     Bool(bool),
+    /// A command line: a list in JSON, shell-quoted words as text (`ArchiveFormatter.get_cmdline`).
+    CommandLine(Vec<String>),
     /// A time, shown in local time. borg's `OutputTimestamp.__format__` hands the format spec
     /// to `strftime` (`{mtime:%Y-%m-%d}`); without one it is `Thu, 2026-11-26 07:00:05`.
     Time(DateTime<Utc>),
@@ -28,6 +30,7 @@ impl Field {
             Field::Int(i) => serde_json::Value::from(*i),
             Field::Bool(b) => serde_json::Value::Bool(*b),
             Field::Time(t) => serde_json::Value::String(iso_time(t)),
+            Field::CommandLine(words) => serde_json::Value::from(words.clone()),
         }
     }
 }
@@ -100,6 +103,14 @@ pub fn render(
                     }
                     Field::Bool(b) => format_spec::format_int(i64::from(*b), spec),
                     Field::Time(t) => Ok(strftime(t, spec)),
+                    Field::CommandLine(words) => format_spec::format_str(
+                        &words
+                            .iter()
+                            .map(|w| shell_quote(w))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        spec,
+                    ),
                 };
                 let text =
                     text.map_err(|e| CliError::usage(format!("--format: {{{inner}}}: {e}")))?;
@@ -307,15 +318,39 @@ pub fn filemode(mode: u32) -> String {
     s
 }
 
-/// Prints JSON as borg does (`json.dumps(sort_keys=True, indent=4)`; serde_json keeps maps
-/// sorted).
-pub fn print_json(value: &serde_json::Value) {
+/// JSON as borg's `json_print` writes it: `json.dumps(sort_keys=True, indent=4)` (serde_json's
+/// map keeps keys sorted), and, as Python's default `ensure_ascii`, every character outside
+/// ASCII and DEL as `\uXXXX`.
+pub fn json_text(value: &serde_json::Value) -> String {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    if serde::Serialize::serialize(value, &mut ser).is_ok() {
-        println!("{}", String::from_utf8_lossy(&buf));
+    if serde::Serialize::serialize(value, &mut ser).is_err() {
+        return String::new();
     }
+    ensure_ascii(&String::from_utf8_lossy(&buf))
+}
+
+/// Prints [`json_text`] and a newline.
+pub fn print_json(value: &serde_json::Value) {
+    println!("{}", json_text(value));
+}
+
+/// Escapes every character at or above DEL as `\uXXXX` (UTF-16 units). In serialized JSON such
+/// characters only occur inside strings, so this is Python's `ensure_ascii`.
+fn ensure_ascii(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if (c as u32) < 0x7f {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// A JSON value as Python's `json.dumps` writes it by default: `", "` and `": "` separators,
@@ -414,6 +449,15 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("--x=1"), "--x=1");
         assert_eq!(timedelta(3723.456), "1 hours 2 minutes 3.46 seconds");
+    }
+
+    #[test]
+    fn pretty_json_escapes_like_python() {
+        let v = serde_json::json!({"b": "ü😀\u{7f}", "a": [1, {}], "c": []});
+        assert_eq!(
+            json_text(&v),
+            "{\n    \"a\": [\n        1,\n        {}\n    ],\n    \"b\": \"\\u00fc\\ud83d\\ude00\\u007f\",\n    \"c\": []\n}"
+        );
     }
 
     #[test]

@@ -261,13 +261,7 @@ fn archive_fields(
                         Field::Time(end)
                     }
                 }
-                "command_line" => Field::Text(
-                    m.cmdline
-                        .iter()
-                        .map(|c| format::shell_quote(c))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                ),
+                "command_line" => Field::CommandLine(m.cmdline.clone()),
                 _ => Field::Text(
                     if loaded.tam.is_verified() {
                         "verified"

@@ -10,6 +10,8 @@
 //! `--patterns-from` are root paths; where they go relative to the positional `PATH`s follows
 //! argparse too (see [`PatternArgs::paths`]).
 
+use std::ffi::OsString;
+
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use rborg::patterns::{PatternError, PatternMatcher};
@@ -68,9 +70,6 @@ impl clap::Args for PatternArgs {
                     .value_name(value)
                     .action(ArgAction::Append)
                     .num_args(1)
-                    // `--pattern '- *.tmp'`: argparse takes a value with a space as a value even when
-                    // it starts with `-`; clap needs to be told.
-                    .allow_hyphen_values(true)
                     .help(help)
                     .help_heading("Include/Exclude options")
             };
@@ -138,6 +137,41 @@ impl clap::FromArgMatches for PatternArgs {
         };
         Ok(())
     }
+}
+
+/// The option strings that take a pattern (or pattern file) as their value.
+const VALUE_OPTIONS: [&str; 5] = [
+    "-e",
+    "--exclude",
+    "--exclude-from",
+    "--pattern",
+    "--patterns-from",
+];
+
+/// argparse takes a word that starts with `-` as a value when it contains a space
+/// (`--pattern '- *.tmp'`); clap would take it for an option. Joins such a word to the
+/// pattern option before it (`--pattern=- *.tmp`), leaving everything else, so a word like
+/// `--dry-run` after `--pattern` is still refused as argparse refuses it.
+pub fn join_spaced_values(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out: Vec<OsString> = Vec::new();
+    for arg in args {
+        let spaced_dash = arg
+            .to_str()
+            .is_some_and(|a| a.starts_with('-') && a.contains(' '));
+        let after_option = out
+            .last()
+            .and_then(|l| l.to_str())
+            .is_some_and(|l| VALUE_OPTIONS.contains(&l));
+        if spaced_dash && after_option {
+            if let Some(last) = out.last_mut() {
+                last.push("=");
+                last.push(&arg);
+                continue;
+            }
+        }
+        out.push(arg);
+    }
+    out
 }
 
 fn read_text(path: &str) -> Result<String, CliError> {
@@ -250,7 +284,10 @@ mod tests {
     }
 
     fn parse(argv: &[&str]) -> Probe {
-        Probe::try_parse_from(std::iter::once("probe").chain(argv.iter().copied())).expect("parses")
+        let argv = std::iter::once("probe")
+            .chain(argv.iter().copied())
+            .map(OsString::from);
+        Probe::try_parse_from(join_spaced_values(argv)).expect("parses")
     }
 
     #[test]
@@ -297,6 +334,47 @@ mod tests {
             err.message,
             "Error: [Errno 2] No such file or directory: '/nonexistent/pat.txt'"
         );
+    }
+
+    #[test]
+    fn only_spaced_values_after_a_pattern_option_are_joined() {
+        let joined = join_spaced_values(
+            [
+                "--pattern",
+                "- a b",
+                "-e",
+                "-x y",
+                "--list",
+                "- c d",
+                "--exclude",
+                "--dry-run",
+            ]
+            .map(OsString::from),
+        );
+        let joined: Vec<&str> = joined.iter().filter_map(|a| a.to_str()).collect();
+        assert_eq!(
+            joined,
+            [
+                "--pattern=- a b",
+                "-e=-x y",
+                "--list",
+                "- c d",
+                "--exclude",
+                "--dry-run"
+            ]
+        );
+        let p = parse(&["-e", "-x y", "--pattern", "- a b", "r::a"]);
+        let got: Vec<_> = p.patterns.options().cloned().collect();
+        assert_eq!(
+            got,
+            [
+                PatternOption::Exclude("-x y".into()),
+                PatternOption::Pattern("- a b".into())
+            ]
+        );
+        // As argparse: an option-like word is not taken as the pattern.
+        let argv = ["probe", "--exclude", "-x", "r::a"].map(OsString::from);
+        assert!(Probe::try_parse_from(join_spaced_values(argv)).is_err());
     }
 
     #[test]

@@ -257,13 +257,13 @@ pub struct MatchResult {
 #[derive(Debug, Clone, Default)]
 pub struct PatternMatcher {
     rules: Vec<(Pattern, Action)>,
-    /// `pf:` rules, looked up by path before the others, as borg does.
+    /// `pf:` rules, looked up by path before the others, as borg does; a later rule for the
+    /// same path replaces an earlier one (borg keeps them in a dict).
     full_paths: HashMap<Vec<u8>, Action>,
     /// Root paths collected from `R` lines.
     pub roots: Vec<String>,
     /// What `matches` returns when no rule matches.
     pub fallback: Option<bool>,
-    default_style: Option<Style>,
 }
 
 impl PatternMatcher {
@@ -275,9 +275,7 @@ impl PatternMatcher {
     /// Adds a rule at the end.
     pub fn add(&mut self, pattern: Pattern, action: Action) {
         if pattern.style == Style::PathFull {
-            self.full_paths
-                .entry(pattern.text.clone())
-                .or_insert(action);
+            self.full_paths.insert(pattern.text.clone(), action);
         } else {
             self.rules.push((pattern, action));
         }
@@ -298,12 +296,13 @@ impl PatternMatcher {
         Ok(())
     }
 
-    /// Adds one `--pattern` line. `P` lines change the default style of the lines that follow.
+    /// Adds one `--pattern` line. Its patterns default to `sh:`; a `P` line is checked but
+    /// changes nothing, because borg's `ArgparsePatternAction` parses every `--pattern` with
+    /// the shell style and drops the style a `P` line returns.
     pub fn add_pattern_line(&mut self, line: &str) -> Result<(), PatternError> {
-        let style = self.default_style.unwrap_or(Style::Shell);
-        match parse_pattern_line(line, style)? {
+        match parse_pattern_line(line, Style::Shell)? {
             PatternLine::Root(r) => self.roots.push(r),
-            PatternLine::DefaultStyle(s) => self.default_style = Some(s),
+            PatternLine::DefaultStyle(_) => {}
             PatternLine::Rule(action, p) => self.add(p, action),
         }
         Ok(())
@@ -601,8 +600,7 @@ mod tests {
             "+ /home/user/important",
             "- /home/user/*",
             "! /home/other",
-            "P fm",
-            "- *.tmp",
+            "- fm:*.tmp",
         ] {
             pm.add_pattern_line(line).expect("line");
         }
@@ -615,6 +613,28 @@ mod tests {
         assert_eq!((r.included, r.recurse_dir), (Some(false), false));
         assert_eq!(pm.matches(b"/srv/a.tmp").included, Some(false));
         assert_eq!(pm.matches(b"/srv/a.txt").included, None);
+    }
+
+    #[test]
+    fn a_p_line_on_the_command_line_changes_nothing() {
+        let mut pm = PatternMatcher::new();
+        pm.add_pattern_line("P fm").expect("line");
+        pm.add_pattern_line("- t/*.tmp").expect("line");
+        // Still `sh:`: `*` does not cross `/`.
+        assert_eq!(pm.matches(b"t/a/x.tmp").included, None);
+        assert_eq!(pm.matches(b"t/x.tmp").included, Some(false));
+        // In a pattern file a `P` line does change the style of the lines after it.
+        let mut pm = PatternMatcher::new();
+        pm.add_patterns_file("P fm\n- t/*.tmp\n").expect("file");
+        assert_eq!(pm.matches(b"t/a/x.tmp").included, Some(false));
+    }
+
+    #[test]
+    fn the_last_full_path_rule_for_a_path_wins() {
+        let mut pm = PatternMatcher::new();
+        pm.add_pattern_line("+ pf:/t/d/l").expect("line");
+        pm.add_pattern_line("- pf:/t/d/l").expect("line");
+        assert_eq!(pm.matches(b"t/d/l").included, Some(false));
     }
 
     #[test]

@@ -18,14 +18,18 @@ use rborg::compress::CompressionSpec;
 use rborg::crypto::passphrase::TtyPrompter;
 use rborg::fs::{MetadataOptions, WalkOptions};
 use rborg::manifest::Operation;
-use rborg::patterns::PatternMatcher;
 use rborg::rpc::ClientOptions;
 
+use super::patterns::{PathsMode, PatternArgs};
 use super::{format, location_arg, CliError, Context, Outcome};
 
 /// Arguments of `rborg create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    // Before `paths`: it reads their argument indices, and clap hands the matches to the
+    // fields in order, each taking its own values out.
+    #[command(flatten)]
+    patterns: PatternArgs,
     /// Name of archive to create: REPOSITORY::ARCHIVE (placeholders allowed).
     #[arg(value_name = "ARCHIVE")]
     archive: String,
@@ -50,18 +54,6 @@ pub struct CreateArgs {
     /// Use NAME in archive for stdin data.
     #[arg(long = "stdin-name", value_name = "NAME", default_value = "stdin")]
     stdin_name: String,
-    /// Exclude paths matching PATTERN.
-    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
-    exclude: Vec<String>,
-    /// Read exclude patterns from EXCLUDEFILE, one per line.
-    #[arg(long = "exclude-from", value_name = "EXCLUDEFILE")]
-    exclude_from: Vec<String>,
-    /// Include/exclude paths matching PATTERN.
-    #[arg(long = "pattern", value_name = "PATTERN")]
-    pattern: Vec<String>,
-    /// Read include/exclude patterns from PATTERNFILE, one per line.
-    #[arg(long = "patterns-from", value_name = "PATTERNFILE")]
-    patterns_from: Vec<String>,
     /// Exclude directories that contain a CACHEDIR.TAG file.
     #[arg(long = "exclude-caches")]
     exclude_caches: bool,
@@ -429,34 +421,10 @@ fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, CliError> {
     }
 }
 
-fn read_text(path: &str) -> Result<String, CliError> {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .map_err(|e| CliError::usage(format!("{path}: {e}")))
-}
-
-fn matcher(args: &CreateArgs) -> Result<PatternMatcher, CliError> {
-    let bad = |e: rborg::patterns::PatternError| CliError::usage(e.to_string());
-    let mut m = PatternMatcher::new();
-    for p in &args.exclude {
-        m.add_exclude(p).map_err(bad)?;
-    }
-    for f in &args.exclude_from {
-        m.add_exclude_file(&read_text(f)?).map_err(bad)?;
-    }
-    for p in &args.pattern {
-        m.add_pattern_line(p).map_err(bad)?;
-    }
-    for f in &args.patterns_from {
-        m.add_patterns_file(&read_text(f)?).map_err(bad)?;
-    }
-    Ok(m)
-}
-
-/// The walk's options from the command line.
-fn walk_options(args: &CreateArgs) -> Result<WalkOptions, CliError> {
-    Ok(WalkOptions {
-        matcher: matcher(args)?,
+/// The walk's options from the command line, with the pattern rules already in order.
+fn walk_options(args: &CreateArgs, matcher: rborg::patterns::PatternMatcher) -> WalkOptions {
+    WalkOptions {
+        matcher,
         one_file_system: args.one_file_system,
         exclude_caches: args.exclude_caches,
         exclude_if_present: args
@@ -469,7 +437,7 @@ fn walk_options(args: &CreateArgs) -> Result<WalkOptions, CliError> {
         read_special: args.read_special,
         dry_run: args.dry_run,
         skip_inodes: Default::default(),
-    })
+    }
 }
 
 /// Runs `rborg create`.
@@ -493,7 +461,14 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
     let files_cache_mode = FilesCacheMode::parse(&args.files_cache)
         .map_err(|e| CliError::usage(format!("argument --files-cache: {e}")))?;
     let timestamp = args.timestamp.as_deref().map(parse_timestamp).transpose()?;
-    let walk = walk_options(&args)?;
+    let (paths, matcher) = args.patterns.resolve(&args.paths, PathsMode::Extend)?;
+    if paths.is_empty() {
+        // borg's parser check; `R` lines of the patterns count as paths.
+        return Err(CliError::usage("Need at least one PATH argument."));
+    }
+    // The ETA's counting walk (below) needs the same rules; pattern files are read only once.
+    let total_matcher = ctx.common.progress.then(|| matcher.clone());
+    let walk = walk_options(&args, matcher);
     let metadata = MetadataOptions {
         atime: args.atime,
         noctime: args.noctime,
@@ -515,7 +490,7 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
         .unwrap_or_default();
     let opts = CreateOptions {
         name: name.clone(),
-        paths: args.paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        paths: paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
         stdin_name: args.stdin_name.clone(),
         compression,
         chunker_params,
@@ -554,10 +529,11 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
     )?;
     // The ETA's total is counted beside the backup, and only when progress is shown and no
     // path is stdin (whose size nobody knows).
-    let total = if ctx.common.progress && !args.dry_run && args.paths.iter().all(|p| p != "-") {
-        ContentTotal::start(opts.paths.clone(), walk_options(&args)?).ok()
-    } else {
-        None
+    let total = match total_matcher {
+        Some(matcher) if !args.dry_run && paths.iter().all(|p| p != "-") => {
+            ContentTotal::start(opts.paths.clone(), walk_options(&args, matcher)).ok()
+        }
+        _ => None,
     };
     let mut printer = Printer {
         list: args.list,
@@ -664,7 +640,7 @@ fn json_output(session: &Session, r: &CreateResult, ctx: &Context) -> Result<Str
         // Beyond borg: how much content was actually read (the files cache skips the rest).
         "rborg": {"files_read": r.files_read, "bytes_read": r.bytes_read},
     });
-    serde_json::to_string_pretty(&v).map_err(|e| CliError::error(e.to_string()))
+    Ok(super::format::json_text(&v))
 }
 
 fn stats_text(session: &Session, r: &CreateResult) -> String {
@@ -727,6 +703,10 @@ fn stats_text(session: &Session, r: &CreateResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    use super::super::patterns::PathsMode;
+    use super::super::{Cli, Command};
 
     fn progress() -> Progress {
         Progress {
@@ -812,5 +792,31 @@ mod tests {
         assert_eq!(v["original_size"], 50_000_000);
         assert_eq!(v["finished"], false);
         assert!(v["time"].as_f64().unwrap() > 1.7e9);
+    }
+
+    #[test]
+    fn roots_of_r_lines_join_the_paths_in_command_line_order() {
+        let argv = [
+            "rborg",
+            "create",
+            "--pattern",
+            "R c",
+            "r::a",
+            "d",
+            "--pattern",
+            "R b",
+        ];
+        let Ok(Cli {
+            command: Command::Create(args),
+            ..
+        }) = Cli::try_parse_from(argv)
+        else {
+            panic!("create parses");
+        };
+        let (paths, _) = args
+            .patterns
+            .resolve(&args.paths, PathsMode::Extend)
+            .expect("paths");
+        assert_eq!(paths, ["c", "d", "b"]);
     }
 }

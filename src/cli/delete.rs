@@ -5,7 +5,7 @@ use std::io::BufRead;
 
 use clap::Args;
 
-use rborg::commands::delete::{delete_archives, DeleteEvent};
+use rborg::commands::delete::{delete_archives_forced, DeleteEvent, Force};
 use rborg::manifest::Operation;
 
 use super::format;
@@ -28,6 +28,10 @@ pub struct DeleteArgs {
     /// Delete only the local cache for the repository.
     #[arg(long = "cache-only")]
     cache_only: bool,
+    /// Force deletion of corrupted archives; use `--force --force` in case `--force` does not
+    /// work. For a whole repository: do not ask for confirmation.
+    #[arg(long = "force", action = clap::ArgAction::Count)]
+    force: u8,
     /// Keep the local security info when deleting a repository.
     #[arg(long = "keep-security-info")]
     keep_security_info: bool,
@@ -74,25 +78,33 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
     }
     let list = args.list;
     let dry_run = args.dry_run;
+    let force = Force::from_count(args.force);
     let mut outcome = Outcome::Success;
-    let report = delete_archives(
+    let report = delete_archives_forced(
         &mut session,
         &ctx.env,
         &names,
         dry_run,
         ctx.common.progress,
+        force,
         ctx.common.consider_part_files,
         &mut |event| match event {
             DeleteEvent::Deleted(name, entry, i, n) if list => {
-                let verb = if dry_run {
-                    "Would delete archive"
-                } else {
-                    "Deleting archive"
+                // `_delete_archives` words the `forced == 2` lines differently.
+                let verb = match (force == Force::ManifestOnly, dry_run) {
+                    (true, true) => "Would delete",
+                    (true, false) => "Deleted archive",
+                    (false, true) => "Would delete archive",
+                    (false, false) => "Deleting archive",
                 };
                 eprintln!("{verb}: {} ({i}/{n})", archive_line(name, entry));
             }
             DeleteEvent::NotFound(name, i, n) => {
                 log::warn!("Archive {name} not found ({i}/{n}).");
+            }
+            DeleteEvent::Corrupted(_) => {
+                log::warn!("forced deletion succeeded, but the deleted archive was corrupted.");
+                log::warn!("borg check --repair is required to free all space.");
             }
             _ => {}
         },
@@ -106,6 +118,22 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
     };
     if report.has_missing() {
         outcome = Outcome::Warning(1);
+    }
+    if force == Force::ManifestOnly {
+        // These two warnings leave the exit code alone (borg 1.4: `wc=None`).
+        if dry_run {
+            log::info!("Finished dry-run.");
+        } else if report
+            .events
+            .iter()
+            .any(|e| matches!(e, DeleteEvent::Deleted(..)))
+        {
+            log::warn!("Done. Run \"borg check --repair\" to clean up the mess.");
+        } else {
+            log::warn!("Aborted.");
+        }
+        session.close()?;
+        return Ok(outcome);
     }
     if args.stats && !dry_run {
         let s = report.stats;
@@ -165,38 +193,52 @@ fn delete_repository(
         }
         return Ok(Outcome::Success);
     }
-    if ctx.env.get("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING") != Some("YES") {
-        let mut msg = vec![
-            format!("You requested to completely DELETE the following repository *including* all archives it contains:"),
-            "-".repeat(78),
-            format!("Repository ID: {}", hex::encode(repo_id)),
-            format!("Location: {}", location.canonical_path()),
-            String::new(),
-            "Archives:".into(),
-        ];
-        for (name, entry) in session.opened.manifest.list(
+    if args.force == 0 {
+        // Without --force the user sees what goes and confirms (`_delete_repository`).
+        let archives = session.opened.manifest.list(
             &[rborg::manifest::SortBy::Timestamp],
             true,
             None,
             None,
             false,
-        ) {
-            msg.push(archive_line(&name, entry));
+        );
+        let mut msg = vec![
+            format!(
+                "You requested to completely DELETE the following repository *including* {} archives it contains:",
+                archives.len()
+            ),
+            "-".repeat(78),
+            format!("Repository ID: {}", hex::encode(repo_id)),
+            format!("Location: {}", location.canonical_path()),
+        ];
+        if args.list {
+            msg.push(String::new());
+            msg.push("Archives:".into());
+            if archives.is_empty() {
+                msg.push("This repository seems to not have any archives.".into());
+            }
+            for (name, entry) in &archives {
+                msg.push(archive_line(name, entry));
+            }
         }
         msg.push("-".repeat(78));
         msg.push("Type 'YES' if you understand this and want to continue: ".into());
         eprint!("{}", msg.join("\n"));
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim_end_matches(['\r', '\n']) != "YES" {
+        if let Err(e) = confirm(ctx) {
             let _ = session.close();
-            eprintln!();
-            return Err(CliError::with_code("Aborting.", 3));
+            return Err(e);
         }
     }
     if args.dry_run {
         let _ = session.close();
         log::info!("Would delete repository.");
+        let verb = if args.keep_security_info {
+            "keep"
+        } else {
+            "delete"
+        };
+        log::info!("Would {verb} security info.");
+        log::info!("Would delete cache.");
         return Ok(Outcome::Success);
     }
     session.repository.destroy()?;
@@ -207,7 +249,33 @@ fn delete_repository(
         remove_dir_if_exists(&security)?;
     }
     remove_dir_if_exists(&cache_dir)?;
+    log::info!("Cache deleted.");
     Ok(Outcome::Success)
+}
+
+/// borg's `yes(truish=('YES',), retry=False, env_var_override=...)`: the answer comes from
+/// `BORG_DELETE_I_KNOW_WHAT_I_AM_DOING` (echoed after the question) or from stdin.
+fn confirm(ctx: &Context) -> Result<(), CliError> {
+    const VAR: &str = "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING";
+    let answer = match ctx.env.get(VAR) {
+        Some(a) => {
+            eprintln!("{a} (from {VAR})");
+            a.to_string()
+        }
+        None => {
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    match answer.as_str() {
+        "YES" => return Ok(()),
+        // borg's default falsish and defaultish answers.
+        "" | "No" | "NO" | "no" | "N" | "n" | "0" => eprintln!("Aborting."),
+        _ => eprintln!("Invalid answer, aborting."),
+    }
+    // borg 1.4's `CancelledByUser` (borg 1.2 ends after the line above, also with rc 2).
+    Err(CliError::with_code("Cancelled by user.", 3))
 }
 
 fn remove_dir_if_exists(p: &std::path::Path) -> Result<(), CliError> {

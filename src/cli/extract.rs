@@ -10,7 +10,7 @@ use rborg::fs::restore::RestoreOptions;
 use rborg::manifest::Operation;
 
 use super::format;
-use super::list::build_matcher;
+use super::patterns::{PathsMode, PatternArgs};
 use super::session;
 use super::{CliError, Context, Outcome};
 
@@ -44,18 +44,10 @@ pub struct ExtractArgs {
     /// Remove the specified number of leading path elements.
     #[arg(long = "strip-components", value_name = "NUMBER", default_value_t = 0)]
     strip_components: usize,
-    /// Exclude paths matching PATTERN.
-    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
-    exclude: Vec<String>,
-    /// Read exclude patterns from a file, one per line.
-    #[arg(long = "exclude-from", value_name = "FILE")]
-    exclude_from: Vec<std::path::PathBuf>,
-    /// Include/exclude paths matching PATTERN.
-    #[arg(long = "pattern", value_name = "PATTERN")]
-    pattern: Vec<String>,
-    /// Read include/exclude patterns from a file.
-    #[arg(long = "patterns-from", value_name = "FILE")]
-    patterns_from: Vec<std::path::PathBuf>,
+    // Before `paths`: it reads their argument indices, and clap hands the matches to the
+    // fields in order, each taking its own values out.
+    #[command(flatten)]
+    patterns: PatternArgs,
     /// The archive, as REPO::ARCHIVE.
     #[arg(value_name = "ARCHIVE")]
     location: String,
@@ -73,14 +65,8 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
             args.location
         )));
     };
-    let matcher = build_matcher(
-        &args.paths,
-        &args.exclude,
-        &args.exclude_from,
-        &args.pattern,
-        &args.patterns_from,
-    )?;
-    let mut include_paths = rborg::commands::extract::IncludePaths::new(&args.paths)
+    let (paths, matcher) = args.patterns.resolve(&args.paths, PathsMode::Replace)?;
+    let mut include_paths = rborg::commands::extract::IncludePaths::new(&paths)
         .map_err(|e| CliError::usage(e.to_string()))?;
     let umask = u32::from_str_radix(&ctx.common.umask, 8).map_err(|_| {
         CliError::usage(format!(
@@ -139,4 +125,38 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> Result<Outcome, CliError> {
         [one] => Outcome::Warning(*one),
         _ => Outcome::Warning(1),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::patterns::PathsMode;
+    use super::super::{Cli, Command};
+
+    #[test]
+    fn roots_of_r_lines_join_the_paths_in_command_line_order() {
+        let argv = [
+            "rborg",
+            "extract",
+            "--pattern",
+            "R c",
+            "r::a",
+            "d",
+            "--pattern",
+            "R b",
+        ];
+        let Ok(Cli {
+            command: Command::Extract(args),
+            ..
+        }) = Cli::try_parse_from(argv)
+        else {
+            panic!("extract parses");
+        };
+        let (paths, _) = args
+            .patterns
+            .resolve(&args.paths, PathsMode::Replace)
+            .expect("paths");
+        assert_eq!(paths, ["d", "b"]);
+    }
 }

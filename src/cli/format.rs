@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Local, TimeZone, Utc};
 
+use super::format_spec;
 use super::CliError;
 
 /// A value to put into a template.
@@ -14,6 +15,11 @@ pub enum Field {
     Int(i64),
     /// A boolean (Python prints `True`/`False`).
     Bool(bool),
+    /// A command line: a list in JSON, shell-quoted words as text (`ArchiveFormatter.get_cmdline`).
+    CommandLine(Vec<String>),
+    /// A time, shown in local time. borg's `OutputTimestamp.__format__` hands the format spec
+    /// to `strftime` (`{mtime:%Y-%m-%d}`); without one it is `Thu, 2026-11-26 07:00:05`.
+    Time(DateTime<Utc>),
 }
 
 impl Field {
@@ -23,6 +29,8 @@ impl Field {
             Field::Text(s) => serde_json::Value::String(s.clone()),
             Field::Int(i) => serde_json::Value::from(*i),
             Field::Bool(b) => serde_json::Value::Bool(*b),
+            Field::Time(t) => serde_json::Value::String(iso_time(t)),
+            Field::CommandLine(words) => serde_json::Value::from(words.clone()),
         }
     }
 }
@@ -57,38 +65,6 @@ pub fn keys(template: &str) -> Vec<String> {
     out
 }
 
-fn pad(text: &str, spec: &str, numeric: bool) -> Result<String, String> {
-    if spec.is_empty() {
-        return Ok(text.to_string());
-    }
-    let chars: Vec<char> = spec.chars().collect();
-    let (fill, align, rest) = match chars.as_slice() {
-        [f, a @ ('<' | '>' | '^'), r @ ..] => (*f, Some(*a), r),
-        [a @ ('<' | '>' | '^'), r @ ..] => (' ', Some(*a), r),
-        r => (' ', None, r),
-    };
-    let width_text: String = rest.iter().collect();
-    let width: usize = if width_text.is_empty() {
-        0
-    } else {
-        width_text
-            .parse()
-            .map_err(|_| format!("unsupported format spec {spec:?}"))?
-    };
-    let align = align.unwrap_or(if numeric { '>' } else { '<' });
-    let len = text.chars().count();
-    if len >= width {
-        return Ok(text.to_string());
-    }
-    let n = width - len;
-    let f = |k: usize| fill.to_string().repeat(k);
-    Ok(match align {
-        '<' => format!("{text}{}", f(n)),
-        '>' => format!("{}{text}", f(n)),
-        _ => format!("{}{text}{}", f(n / 2), f(n - n / 2)),
-    })
-}
-
 /// Fills `template` with values from `get`.
 pub fn render(
     template: &str,
@@ -118,12 +94,27 @@ pub fn render(
                         CliError::usage(format!("--format: unknown key {{{key}}}"))
                     })?,
                 };
-                let (text, numeric) = match &field {
-                    Field::Text(s) => (s.clone(), false),
-                    Field::Int(n) => (n.to_string(), true),
-                    Field::Bool(b) => (if *b { "True" } else { "False" }.to_string(), true),
+                let text = match &field {
+                    Field::Text(s) => format_spec::format_str(s, spec),
+                    Field::Int(n) => format_spec::format_int(*n, spec),
+                    // `bool` formats as `int` once there is a spec.
+                    Field::Bool(b) if spec.is_empty() => {
+                        Ok(if *b { "True" } else { "False" }.to_string())
+                    }
+                    Field::Bool(b) => format_spec::format_int(i64::from(*b), spec),
+                    Field::Time(t) => Ok(strftime(t, spec)),
+                    Field::CommandLine(words) => format_spec::format_str(
+                        &words
+                            .iter()
+                            .map(|w| shell_quote(w))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        spec,
+                    ),
                 };
-                out.push_str(&pad(&text, spec, numeric).map_err(CliError::usage)?);
+                let text =
+                    text.map_err(|e| CliError::usage(format!("--format: {{{inner}}}: {e}")))?;
+                out.push_str(&text);
                 while let Some((k, _)) = chars.peek() {
                     if *k > i + end {
                         break;
@@ -241,6 +232,33 @@ pub fn text_time(t: &DateTime<Utc>) -> String {
     local(t).format("%a, %Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// borg's `format_time(ts, format_spec)`: `strftime` of the local time, the text form when
+/// `spec` is empty. A spec chrono cannot read comes out as written.
+pub fn strftime(t: &DateTime<Utc>, spec: &str) -> String {
+    use chrono::format::{Item, StrftimeItems};
+    if spec.is_empty() {
+        return text_time(t);
+    }
+    // Python's `%f` is six digits of microseconds; chrono's is nanoseconds.
+    let mut translated = String::with_capacity(spec.len() + 4);
+    let mut chars = spec.chars();
+    while let Some(c) = chars.next() {
+        translated.push(c);
+        if c == '%' {
+            match chars.next() {
+                Some('f') => translated.push_str("6f"),
+                Some(n) => translated.push(n),
+                None => {}
+            }
+        }
+    }
+    let items: Vec<Item> = StrftimeItems::new(&translated).collect();
+    if items.iter().any(|i| matches!(i, Item::Error)) {
+        return spec.to_string();
+    }
+    local(t).format_with_items(items.into_iter()).to_string()
+}
+
 /// borg's JSON timestamp: ISO local time without zone, six fractional digits.
 pub fn iso_time(t: &DateTime<Utc>) -> String {
     local(t).format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
@@ -300,15 +318,96 @@ pub fn filemode(mode: u32) -> String {
     s
 }
 
-/// Prints JSON as borg does (`json.dumps(sort_keys=True, indent=4)`; serde_json keeps maps
-/// sorted).
-pub fn print_json(value: &serde_json::Value) {
+/// JSON as borg's `json_print` writes it: `json.dumps(sort_keys=True, indent=4)` (serde_json's
+/// map keeps keys sorted), and, as Python's default `ensure_ascii`, every character outside
+/// ASCII and DEL as `\uXXXX`.
+pub fn json_text(value: &serde_json::Value) -> String {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    if serde::Serialize::serialize(value, &mut ser).is_ok() {
-        println!("{}", String::from_utf8_lossy(&buf));
+    if serde::Serialize::serialize(value, &mut ser).is_err() {
+        return String::new();
     }
+    ensure_ascii(&String::from_utf8_lossy(&buf))
+}
+
+/// Prints [`json_text`] and a newline.
+pub fn print_json(value: &serde_json::Value) {
+    println!("{}", json_text(value));
+}
+
+/// Escapes every character at or above DEL as `\uXXXX` (UTF-16 units). In serialized JSON such
+/// characters only occur inside strings, so this is Python's `ensure_ascii`.
+fn ensure_ascii(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if (c as u32) < 0x7f {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// A JSON value as Python's `json.dumps` writes it by default: `", "` and `": "` separators,
+/// every character outside printable ASCII escaped as `\uXXXX` (`ensure_ascii`), keys in the
+/// order given.
+pub fn python_json(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => python_json_string(s),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(python_json).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(o) => {
+            let entries: Vec<(&str, Value)> =
+                o.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            python_json_object(&entries)
+        }
+    }
+}
+
+/// An object from entries in the given order, spelled as [`python_json`] spells it.
+pub fn python_json_object(entries: &[(&str, serde_json::Value)]) -> String {
+    let body: Vec<String> = entries
+        .iter()
+        .map(|(k, v)| format!("{}: {}", python_json_string(k), python_json(v)))
+        .collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+/// `json.encoder.py_encode_basestring_ascii`.
+fn python_json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -327,6 +426,16 @@ mod tests {
             "a   |    42|42  |{x}\n"
         );
         assert!(render("{nope}", &mut get).is_err());
+        let t = DateTime::from_timestamp(86400 * 365, 0).expect("time");
+        let mut get_time = |_: &str| Some(Field::Time(t));
+        assert_eq!(
+            render(
+                "{mtime}|{mtime:%Y}|{mtime:<20}|{mtime:%S.%f %%f}",
+                &mut get_time
+            )
+            .expect("renders"),
+            format!("{}|1971|<20|00.000000 %f", text_time(&t))
+        );
         assert_eq!(keys("{a} {b:>3}{{c}}"), ["a", "b"]);
         assert_eq!(filemode(0o100644), "-rw-r--r--");
         assert_eq!(filemode(0o41777), "drwxrwxrwt");
@@ -340,5 +449,24 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("--x=1"), "--x=1");
         assert_eq!(timedelta(3723.456), "1 hours 2 minutes 3.46 seconds");
+    }
+
+    #[test]
+    fn pretty_json_escapes_like_python() {
+        let v = serde_json::json!({"b": "ü😀\u{7f}", "a": [1, {}], "c": []});
+        assert_eq!(
+            json_text(&v),
+            "{\n    \"a\": [\n        1,\n        {}\n    ],\n    \"b\": \"\\u00fc\\ud83d\\ude00\\u007f\",\n    \"c\": []\n}"
+        );
+    }
+
+    #[test]
+    fn json_is_spelled_like_pythons_json_dumps() {
+        let v = serde_json::json!({"b": [1, true, null], "a": "x\"\\\n\u{7f}ü😀"});
+        // serde_json's map is sorted; Python keeps insertion order, here the same.
+        assert_eq!(
+            python_json(&v),
+            "{\"a\": \"x\\\"\\\\\\n\\u007f\\u00fc\\ud83d\\ude00\", \"b\": [1, true, null]}"
+        );
     }
 }

@@ -11,12 +11,14 @@ use rborg::archive::Item;
 use rborg::commands::select::ArchiveSelection;
 use rborg::commands::{CommandError, Session};
 use rborg::manifest::{ArchiveEntry, Operation, SortBy};
-use rborg::patterns::PatternMatcher;
 use rborg::placeholders::Placeholders;
 
 use super::format::{self, Field};
+use super::item_keys;
+use super::patterns::{PathsMode, PatternArgs};
 use super::session;
 use super::{CliError, Context, Outcome};
+use rborg::patterns::PatternMatcher;
 
 /// Archive filters shared by list, info and delete (borg's `define_archive_filters_group`).
 #[derive(Debug, Clone, Args)]
@@ -97,55 +99,18 @@ pub struct ListArgs {
     /// Show checkpoint archives too.
     #[arg(long = "consider-checkpoints")]
     consider_checkpoints: bool,
-    /// Exclude paths matching PATTERN.
-    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
-    exclude: Vec<String>,
-    /// Read exclude patterns from a file, one per line.
-    #[arg(long = "exclude-from", value_name = "FILE")]
-    exclude_from: Vec<std::path::PathBuf>,
-    /// Include/exclude paths matching PATTERN (`+`, `-`, `!` lines).
-    #[arg(long = "pattern", value_name = "PATTERN")]
-    pattern: Vec<String>,
-    /// Read include/exclude patterns from a file.
-    #[arg(long = "patterns-from", value_name = "FILE")]
-    patterns_from: Vec<std::path::PathBuf>,
     #[command(flatten)]
     selection: SelectionArgs,
+    // Before `paths`: it reads their argument indices, and clap hands the matches to the
+    // fields in order, each taking its own values out.
+    #[command(flatten)]
+    patterns: PatternArgs,
     /// The repository, or an archive as REPO::ARCHIVE.
     #[arg(value_name = "REPOSITORY_OR_ARCHIVE", default_value = "")]
     location: String,
     /// Paths to list; patterns are supported.
     #[arg(value_name = "PATH")]
     paths: Vec<String>,
-}
-
-/// The matcher of `PATH...`, `--exclude`, `--pattern` and their files (`build_matcher`).
-pub fn build_matcher(
-    paths: &[String],
-    exclude: &[String],
-    exclude_from: &[std::path::PathBuf],
-    pattern: &[String],
-    patterns_from: &[std::path::PathBuf],
-) -> Result<PatternMatcher, CliError> {
-    let bad = |e: rborg::patterns::PatternError| CliError::usage(e.to_string());
-    let read = |p: &std::path::PathBuf| {
-        std::fs::read_to_string(p).map_err(|e| CliError::error(format!("{}: {e}", p.display())))
-    };
-    let mut m = PatternMatcher::new();
-    for p in pattern {
-        m.add_pattern_line(p).map_err(bad)?;
-    }
-    for f in patterns_from {
-        m.add_patterns_file(&read(f)?).map_err(bad)?;
-    }
-    for e in exclude {
-        m.add_exclude(e).map_err(bad)?;
-    }
-    for f in exclude_from {
-        m.add_exclude_file(&read(f)?).map_err(bad)?;
-    }
-    m.add_include_paths(paths).map_err(bad)?;
-    Ok(m)
 }
 
 /// The JSON borg puts beside every repository-level answer (`basic_json_data`).
@@ -179,9 +144,11 @@ pub fn basic_json(session: &Session) -> Map<String, Json> {
 /// Runs `rborg list`.
 pub fn run(ctx: &Context, args: ListArgs) -> Result<Outcome, CliError> {
     let location = session::parse_location(ctx, &args.location)?;
+    // Pattern files are read before the repository is opened, as borg's parser reads them.
+    let (_, matcher) = args.patterns.resolve(&args.paths, PathsMode::Replace)?;
     let mut session = session::open(ctx, &location, false, &[Operation::Read])?;
     let result = match location.archive.clone() {
-        Some(archive) => list_archive(ctx, &mut session, &archive, &args),
+        Some(archive) => list_archive(ctx, &mut session, &archive, &args, &matcher),
         None => list_repository(ctx, &mut session, &args),
     };
     let _ = session.close();
@@ -239,17 +206,17 @@ fn archive_fields(
 ) -> Result<Vec<(String, Field)>, CliError> {
     let start = format::archive_time(&entry.time).unwrap_or_default();
     let time = if json {
-        format::iso_time(&start)
+        Field::Text(format::iso_time(&start))
     } else {
-        format::text_time(&start)
+        Field::Time(start)
     };
     let mut fields = vec![
         ("name".to_string(), Field::Text(name.into())),
         ("archive".to_string(), Field::Text(name.into())),
         ("barchive".to_string(), Field::Text(name.into())),
         ("id".to_string(), Field::Text(hex::encode(entry.id))),
-        ("time".to_string(), Field::Text(time.clone())),
-        ("start".to_string(), Field::Text(time)),
+        ("time".to_string(), time.clone()),
+        ("start".to_string(), time),
     ];
     const META_KEYS: [&str; 7] = [
         "hostname",
@@ -285,19 +252,13 @@ fn archive_fields(
                         .as_deref()
                         .and_then(format::archive_time)
                         .unwrap_or(start);
-                    Field::Text(if json {
-                        format::iso_time(&end)
+                    if json {
+                        Field::Text(format::iso_time(&end))
                     } else {
-                        format::text_time(&end)
-                    })
+                        Field::Time(end)
+                    }
                 }
-                "command_line" => Field::Text(
-                    m.cmdline
-                        .iter()
-                        .map(|c| format::shell_quote(c))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                ),
+                "command_line" => Field::CommandLine(m.cmdline.clone()),
                 _ => Field::Text(
                     if loaded.tam.is_verified() {
                         "verified"
@@ -318,6 +279,7 @@ fn list_archive(
     session: &mut Session,
     archive: &str,
     args: &ListArgs,
+    matcher: &PatternMatcher,
 ) -> Result<Outcome, CliError> {
     let _ = ctx;
     let template = match (&args.format, args.short) {
@@ -326,13 +288,6 @@ fn list_archive(
         (None, false) => "{mode} {user:6} {group:6} {size:8} {mtime} {path}{extra}{NL}".into(),
     };
     let used = format::keys(&template);
-    let matcher = build_matcher(
-        &args.paths,
-        &args.exclude,
-        &args.exclude_from,
-        &args.pattern,
-        &args.patterns_from,
-    )?;
     let entry = session
         .opened
         .manifest
@@ -367,11 +322,7 @@ fn list_archive(
     let mut stdout = std::io::stdout().lock();
     let mut failure: Option<CliError> = None;
     let archive_id = hex::encode(entry.id);
-    let hash_keys: Vec<&'static str> = HASH_KEYS
-        .iter()
-        .copied()
-        .filter(|h| used.iter().any(|u| u == h))
-        .collect();
+    let hash_keys = item_keys::hash_keys_used(&used);
     reader::for_each_item_batch(
         session.repository.as_mut(),
         key,
@@ -390,23 +341,13 @@ fn list_archive(
                     &archive_id,
                     index.as_ref(),
                 );
-                for h in &hash_keys {
-                    fields.push((
-                        h.to_string(),
-                        Field::Text(hash_content(repository, key, &item, h)?),
-                    ));
+                if !hash_keys.is_empty() {
+                    for (h, hex) in item_keys::hash_content(repository, key, &item, &hash_keys)? {
+                        fields.push((h.to_string(), Field::Text(hex)));
+                    }
                 }
                 let text = if args.json_lines {
-                    let mut obj = Map::new();
-                    for (k, v) in &fields {
-                        let text_only = ["bpath", "extra", "health"].contains(&k.as_str());
-                        if JSON_ALWAYS.contains(&k.as_str())
-                            || (!text_only && used.iter().any(|u| u == k))
-                        {
-                            obj.insert(k.clone(), v.json());
-                        }
-                    }
-                    format!("{}\n", Json::Object(obj))
+                    item_keys::json_line(&fields, &used)
                 } else {
                     match format::render(&template, &mut |k| {
                         fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
@@ -429,67 +370,6 @@ fn list_archive(
     })?;
     Ok(Outcome::Success)
 }
-
-/// The content checksums `--format` offers (borg: hashlib's guaranteed algorithms and xxh64;
-/// md5, sha1 and sha3 are not provided here).
-const HASH_KEYS: [&str; 7] = [
-    "xxh64", "sha224", "sha256", "sha384", "sha512", "blake2b", "blake2s",
-];
-
-/// A file's content checksum as hex (`ItemFormatter.hash_item`); empty without chunks.
-fn hash_content(
-    repository: &mut dyn rborg::repository::Repository,
-    key: &rborg::crypto::Key,
-    item: &Item,
-    algorithm: &str,
-) -> Result<String, reader::ReadError> {
-    use sha2::Digest;
-    let Some(chunks) = &item.chunks else {
-        return Ok(String::new());
-    };
-    macro_rules! digest {
-        ($t:ty) => {{
-            let mut h = <$t>::new();
-            reader::read_content(repository, key, chunks, &mut |_, d| {
-                h.update(d);
-                Ok(())
-            })?;
-            hex::encode(h.finalize())
-        }};
-    }
-    Ok(match algorithm {
-        "xxh64" => {
-            use std::hash::Hasher;
-            let mut h = twox_hash::XxHash64::with_seed(0);
-            reader::read_content(repository, key, chunks, &mut |_, d| {
-                h.write(d);
-                Ok(())
-            })?;
-            format!("{:016x}", h.finish())
-        }
-        "sha224" => digest!(sha2::Sha224),
-        "sha256" => digest!(sha2::Sha256),
-        "sha384" => digest!(sha2::Sha384),
-        "sha512" => digest!(sha2::Sha512),
-        "blake2b" => digest!(blake2::Blake2b512),
-        _ => digest!(blake2::Blake2s256),
-    })
-}
-
-/// Keys `--json-lines` always carries (`ItemFormatter.get_item_data`).
-const JSON_ALWAYS: [&str; 11] = [
-    "type",
-    "mode",
-    "user",
-    "group",
-    "uid",
-    "gid",
-    "path",
-    "healthy",
-    "source",
-    "linktarget",
-    "flags",
-];
 
 fn item_fields(
     item: &Item,
@@ -521,9 +401,9 @@ fn item_fields(
     let time = |ns: i64| {
         let t = format::ns_time(ns);
         if json {
-            format::iso_time(&t)
+            Field::Text(format::iso_time(&t))
         } else {
-            format::text_time(&t)
+            Field::Time(t)
         }
     };
     // `Item.get_size`: a symlink's size is the length of its target; a hardlink slave has 0.
@@ -571,15 +451,9 @@ fn item_fields(
             }),
         ),
         ("num_chunks".into(), Field::Int(chunks.len() as i64)),
-        ("mtime".into(), Field::Text(time(item.mtime))),
-        (
-            "ctime".into(),
-            Field::Text(time(item.ctime.unwrap_or(item.mtime))),
-        ),
-        (
-            "atime".into(),
-            Field::Text(time(item.atime.unwrap_or(item.mtime))),
-        ),
+        ("mtime".into(), time(item.mtime)),
+        ("ctime".into(), time(item.ctime.unwrap_or(item.mtime))),
+        ("atime".into(), time(item.atime.unwrap_or(item.mtime))),
         (
             "isomtime".into(),
             Field::Text(format::iso_time(&format::ns_time(item.mtime))),
@@ -626,4 +500,38 @@ fn item_fields(
     }
     let _ = used;
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::patterns::PathsMode;
+    use super::super::{Cli, Command};
+
+    #[test]
+    fn roots_of_r_lines_join_the_paths_in_command_line_order() {
+        let argv = [
+            "rborg",
+            "list",
+            "--pattern",
+            "R c",
+            "r::a",
+            "d",
+            "--pattern",
+            "R b",
+        ];
+        let Ok(Cli {
+            command: Command::List(args),
+            ..
+        }) = Cli::try_parse_from(argv)
+        else {
+            panic!("list parses");
+        };
+        let (paths, _) = args
+            .patterns
+            .resolve(&args.paths, PathsMode::Replace)
+            .expect("paths");
+        assert_eq!(paths, ["d", "b"]);
+    }
 }

@@ -29,13 +29,14 @@ impl Log for StderrLogger {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or_default();
-            let line = serde_json::json!({
-                "type": "log_message",
-                "time": time,
-                "message": record.args().to_string(),
-                "levelname": level_name(record.level()),
-                "name": record.target(),
-            });
+            // `JsonFormatter.format`: this key order, spelled by `json.dumps`.
+            let line = super::format::python_json_object(&[
+                ("type", "log_message".into()),
+                ("time", time.into()),
+                ("message", record.args().to_string().into()),
+                ("levelname", level_name(record.level()).into()),
+                ("name", record.target().into()),
+            ]);
             let _ = writeln!(err, "{line}");
         } else {
             let _ = writeln!(err, "{}", record.args());

@@ -12,11 +12,14 @@ mod error;
 mod exit;
 mod extract;
 mod format;
+mod format_spec;
 mod info;
 mod init;
+mod item_keys;
 mod key;
 mod list;
 mod logging;
+mod patterns;
 mod prune;
 mod rename;
 mod run;
@@ -113,7 +116,7 @@ pub struct Context {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(patterns::join_spaced_values(std::env::args_os()));
     let env = Environment::from_process();
     logging::init(cli.common.log_level(), cli.common.log_json);
     let modern = env.get("BORG_EXIT_CODES") == Some("modern");

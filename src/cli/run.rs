@@ -140,6 +140,57 @@ impl ChildActions {
     }
 }
 
+/// The include/exclude options of `create`, in borgmatic's order (`make_pattern_flags`, then
+/// `make_exclude_flags`): `patterns_from` files, `patterns`, `exclude_from` files,
+/// `exclude_patterns`. The order matters, because the first matching rule decides.
+///
+/// borgmatic writes `patterns` and `exclude_patterns` into files, where blank and `#` lines are
+/// skipped and a `P` line sets the style of the lines after it. Given as `--pattern`, a `P`
+/// line would change nothing, so its style is written into the lines it governs instead.
+fn pattern_options(
+    patterns_from: &[String],
+    patterns: &[String],
+    exclude_from: &[String],
+    exclude_patterns: &[String],
+) -> Vec<String> {
+    let mut a = Vec::new();
+    let counts = |l: &&String| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    for f in patterns_from {
+        a.extend(["--patterns-from".to_string(), f.clone()]);
+    }
+    let mut style: Option<String> = None;
+    for line in patterns.iter().filter(counts) {
+        let line = line.trim();
+        let mut chars = line.chars();
+        let cmd = chars.next().unwrap_or(' ');
+        let rest = chars.as_str().trim_start();
+        match cmd {
+            'P' | 'p' => style = Some(rest.to_string()),
+            '+' | '-' | '!' => {
+                let b = rest.as_bytes();
+                let prefixed =
+                    b.len() > 2 && b[2] == b':' && b[..2].iter().all(u8::is_ascii_alphanumeric);
+                let text = match (&style, prefixed) {
+                    (Some(st), false) => format!("{cmd} {st}:{rest}"),
+                    _ => line.to_string(),
+                };
+                a.extend(["--pattern".to_string(), text]);
+            }
+            _ => a.extend(["--pattern".to_string(), line.to_string()]),
+        }
+    }
+    for f in exclude_from {
+        a.extend(["--exclude-from".to_string(), f.clone()]);
+    }
+    for p in exclude_patterns.iter().filter(counts) {
+        a.extend(["--exclude".to_string(), p.trim().to_string()]);
+    }
+    a
+}
+
 /// The command-line arguments of one action (after the common ones).
 fn action_args(request: &ActionRequest<'_>) -> Vec<String> {
     let c = request.config;
@@ -170,18 +221,12 @@ fn action_args(request: &ActionRequest<'_>) -> Vec<String> {
             for x in &c.exclude_if_present {
                 a.extend(["--exclude-if-present".into(), x.clone()]);
             }
-            for x in &c.exclude_patterns {
-                a.extend(["--exclude".into(), x.clone()]);
-            }
-            for x in &c.exclude_from {
-                a.extend(["--exclude-from".into(), x.clone()]);
-            }
-            for x in &c.patterns {
-                a.extend(["--pattern".into(), x.clone()]);
-            }
-            for x in &c.patterns_from {
-                a.extend(["--patterns-from".into(), x.clone()]);
-            }
+            a.extend(pattern_options(
+                &c.patterns_from,
+                &c.patterns,
+                &c.exclude_from,
+                &c.exclude_patterns,
+            ));
             let name = c
                 .archive_name_format
                 .clone()
@@ -321,5 +366,55 @@ impl Actions for ChildActions {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn pattern_options_follow_borgmatic() {
+        let got = pattern_options(
+            &strings(&["/etc/p1"]),
+            &strings(&[
+                "R /home",
+                "# comment",
+                "",
+                "+ /home/user/keep",
+                "P fm",
+                "- /home/*/cache",
+                "! re:^/home/tmp",
+                "p sh",
+                "- /home/**/*.o",
+            ]),
+            &strings(&["/etc/e1"]),
+            &strings(&["  *.tmp ", "#x"]),
+        );
+        assert_eq!(
+            got,
+            strings(&[
+                "--patterns-from",
+                "/etc/p1",
+                "--pattern",
+                "R /home",
+                "--pattern",
+                "+ /home/user/keep",
+                "--pattern",
+                "- fm:/home/*/cache",
+                "--pattern",
+                "! re:^/home/tmp",
+                "--pattern",
+                "- sh:/home/**/*.o",
+                "--exclude-from",
+                "/etc/e1",
+                "--exclude",
+                "*.tmp",
+            ])
+        );
     }
 }

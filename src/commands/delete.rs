@@ -5,14 +5,20 @@
 //! chunks, each item-metadata chunk, and the archive metadata object. A chunk whose count
 //! reaches zero is deleted from the repository (space is freed by `compact`). The manifest is
 //! written and the repository committed once for the whole command.
+//!
+//! `--force` ([`Force::Damaged`]) deletes an archive whose item metadata or content is partly
+//! missing: where borg's `Archive.delete(forced=1)` meets a missing object it stops dropping
+//! references, still drops the archive object and the manifest entry, and warns; what is left
+//! becomes orphans for `check --repair`. `--force --force` ([`Force::ManifestOnly`]) only
+//! removes the manifest entries, as `_delete_archives` does with `forced == 2`.
 
 use std::cell::RefCell;
 
-use crate::archive::reader;
+use crate::archive::{reader, ItemStreamDecoder};
 use crate::cache::{ChunkCache, ChunkIndex};
 use crate::crypto::Key;
 use crate::manifest::{ArchiveEntry, Manifest};
-use crate::repository::{ObjectId, Repository};
+use crate::repository::{ObjectId, Repository, RepositoryError};
 use crate::settings::Environment;
 
 use super::{CommandError, Session};
@@ -29,6 +35,30 @@ pub struct DeletedStats {
     pub deduplicated_size: u64,
 }
 
+/// How hard a delete tries (`--force` given zero, one or two times).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Force {
+    /// Any missing or damaged object stops the command; nothing is committed.
+    #[default]
+    No,
+    /// Missing item metadata or content is tolerated (`forced == 1`); the archive metadata
+    /// object must still be readable.
+    Damaged,
+    /// Only the manifest entries are removed (`forced == 2`); `check --repair` cleans up.
+    ManifestOnly,
+}
+
+impl Force {
+    /// From the number of `--force` flags.
+    pub fn from_count(n: u8) -> Force {
+        match n {
+            0 => Force::No,
+            1 => Force::Damaged,
+            _ => Force::ManifestOnly,
+        }
+    }
+}
+
 /// What happened to each requested archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteEvent {
@@ -36,6 +66,9 @@ pub enum DeleteEvent {
     Deleted(String, ArchiveEntry, usize, usize),
     /// No archive of that name: name, position, total.
     NotFound(String, usize, usize),
+    /// A forced delete met missing or damaged objects of this archive; some of its references
+    /// were not dropped.
+    Corrupted(String),
 }
 
 /// The outcome of a delete.
@@ -102,8 +135,7 @@ pub fn delete_archive(
     consider_part_files: bool,
 ) -> Result<u64, CommandError> {
     let entry = manifest.remove_archive(name)?;
-    let loaded = reader::load_archive(repository, key, &entry.id, false)
-        .map_err(|e| CommandError::other(format!("Archive {name}: {e}")))?;
+    let loaded = reader::load_archive(repository, key, &entry.id, false).map_err(read_error)?;
     let shared = RefCell::new((std::mem::take(index), *stats, Vec::new()));
     let result = reader::visit_item_stream(
         repository,
@@ -127,12 +159,165 @@ pub fn delete_archive(
     let (new_index, new_stats, mut to_delete) = shared.into_inner();
     *index = new_index;
     *stats = new_stats;
-    result.map_err(|e| CommandError::other(format!("Archive {name}: {e}")))?;
+    result.map_err(read_error)?;
     decref(index, &entry.id, stats, &mut to_delete, false)?;
     for id in &to_delete {
         repository.delete(id)?;
     }
     Ok(to_delete.len() as u64)
+}
+
+/// Why a forced delete stopped dropping references.
+struct Missing;
+
+/// Deletes one object for a forced delete. A local repository answers for this object at once
+/// (the inner error: its `ObjectNotFound`). A remote one answers later, so an `ObjectNotFound` for
+/// another object is an earlier delete's answer: like borg's `fetch_async_response` with
+/// `forced`, it marks the archive `corrupted` and the delete is sent again.
+fn delete_object(
+    repository: &mut dyn Repository,
+    id: &ObjectId,
+    corrupted: &mut bool,
+) -> Result<Result<(), RepositoryError>, CommandError> {
+    let hex_id = hex::encode(id);
+    loop {
+        match repository.delete(id) {
+            Ok(()) => return Ok(Ok(())),
+            Err(e @ RepositoryError::ObjectNotFound { .. }) if matches!(&e, RepositoryError::ObjectNotFound { id: missing, .. } if *missing == hex_id) => {
+                return Ok(Err(e))
+            }
+            Err(RepositoryError::ObjectNotFound { .. }) => *corrupted = true,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Drops one reference for a forced delete, deleting the object at once when it was the last
+/// one. A chunk the index lacks is fatal even when forced (borg's `ChunksIndexError`); an
+/// object the repository lacks is `Missing`.
+fn drop_now(
+    repository: &mut dyn Repository,
+    index: &mut ChunkIndex,
+    id: &ObjectId,
+    stats: &mut DeletedStats,
+    part: bool,
+    deleted: &mut u64,
+    corrupted: &mut bool,
+) -> Result<Result<(), Missing>, CommandError> {
+    let mut gone = Vec::new();
+    decref(index, id, stats, &mut gone, part)?;
+    for id in &gone {
+        if delete_object(repository, id, corrupted)?.is_err() {
+            return Ok(Err(Missing));
+        }
+        *deleted += 1;
+    }
+    Ok(Ok(()))
+}
+
+/// `Archive.delete` with `forced`: like [`delete_archive`], but a missing item-metadata chunk
+/// or a missing object among those to delete ends the dropping of references instead of the
+/// command (a local repository reports a missing object at once, so borg stops there too), and
+/// an undecodable item-metadata chunk is skipped. The archive metadata must load (borg opens
+/// the archive first); an object that fails decryption is fatal. Returns the objects deleted
+/// and whether anything was missing or damaged.
+pub fn delete_archive_forced(
+    repository: &mut dyn Repository,
+    key: &Key,
+    manifest: &mut Manifest,
+    index: &mut ChunkIndex,
+    name: &str,
+    stats: &mut DeletedStats,
+) -> Result<(u64, bool), CommandError> {
+    let entry = manifest
+        .archive(name)
+        .cloned()
+        .ok_or_else(|| crate::manifest::ManifestError::ArchiveNotFound(name.to_string()))?;
+    let loaded = reader::load_archive(repository, key, &entry.id, false).map_err(read_error)?;
+    let mut deleted = 0;
+    let mut corrupted = false;
+    let mut decoder = ItemStreamDecoder::new();
+    'items: for items_id in &loaded.metadata.items {
+        let envelope = match repository.get(items_id) {
+            Ok(e) => e,
+            Err(RepositoryError::ObjectNotFound { .. }) => {
+                corrupted = true;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let plaintext = reader::open_object(key, items_id, &envelope).map_err(read_error)?;
+        let items = decoder.feed(&plaintext);
+        let dropped = drop_now(
+            repository,
+            index,
+            items_id,
+            stats,
+            false,
+            &mut deleted,
+            &mut corrupted,
+        )?;
+        if dropped.is_err() {
+            corrupted = true;
+            break;
+        }
+        let items = match items {
+            Ok(items) => items,
+            Err(_) => {
+                // borg 1.4 starts a fresh unpacker and goes on with the next chunk.
+                corrupted = true;
+                decoder = ItemStreamDecoder::new();
+                continue;
+            }
+        };
+        for item in items {
+            for c in item.chunks.as_deref().unwrap_or_default() {
+                let part = item.part.is_some();
+                let dropped = drop_now(
+                    repository,
+                    index,
+                    &c.id,
+                    stats,
+                    part,
+                    &mut deleted,
+                    &mut corrupted,
+                )?;
+                if dropped.is_err() {
+                    corrupted = true;
+                    break 'items;
+                }
+            }
+        }
+    }
+    // The archive object and the manifest entry go in any case; the archive object was just
+    // read, so a failure here is a real error.
+    let mut gone = Vec::new();
+    decref(index, &entry.id, stats, &mut gone, false)?;
+    for id in &gone {
+        delete_object(repository, id, &mut corrupted)??;
+        deleted += 1;
+    }
+    // The answers still outstanding (`while fetch_async_response(wait=True) ...`).
+    loop {
+        match repository.flush() {
+            Ok(()) => break,
+            Err(RepositoryError::ObjectNotFound { .. }) => corrupted = true,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    manifest.remove_archive(name)?;
+    Ok((deleted, corrupted))
+}
+
+/// A read failure as borg reports it: a missing object is the repository's `ObjectNotFound`.
+fn read_error(e: reader::ReadError) -> CommandError {
+    match e {
+        reader::ReadError::Repository(r) => CommandError::Repository(r),
+        other => CommandError::Other {
+            message: other.to_string(),
+            code: other.exit_code(),
+        },
+    }
 }
 
 /// Deletes the named archives with one manifest write and commit, then saves the chunk cache.
@@ -148,6 +333,64 @@ pub fn delete_archives(
     consider_part_files: bool,
     on_event: &mut dyn FnMut(&DeleteEvent),
 ) -> Result<DeleteReport, CommandError> {
+    delete_archives_forced(
+        session,
+        env,
+        names,
+        dry_run,
+        progress,
+        Force::No,
+        consider_part_files,
+        on_event,
+    )
+}
+
+/// Removes only the manifest entries of the named archives (`--force --force`) and commits
+/// when one was there. The chunk cache is left alone: its saved manifest id no longer
+/// matches, so the next command that needs it rebuilds it.
+fn delete_manifest_entries(
+    session: &mut Session,
+    names: &[String],
+    dry_run: bool,
+    on_event: &mut dyn FnMut(&DeleteEvent),
+) -> Result<DeleteReport, CommandError> {
+    let mut report = DeleteReport::default();
+    let total = names.len();
+    let mut changed = false;
+    for (i, name) in names.iter().enumerate() {
+        let event = match session.opened.manifest.archive(name).cloned() {
+            Some(entry) => {
+                if !dry_run {
+                    session.opened.manifest.remove_archive(name)?;
+                    changed = true;
+                }
+                DeleteEvent::Deleted(name.clone(), entry, i + 1, total)
+            }
+            None => DeleteEvent::NotFound(name.clone(), i + 1, total),
+        };
+        on_event(&event);
+        report.events.push(event);
+    }
+    if changed {
+        session.write_manifest_and_commit()?;
+    }
+    Ok(report)
+}
+
+/// [`delete_archives`] with borg's `--force` levels (see [`Force`]).
+pub fn delete_archives_forced(
+    session: &mut Session,
+    env: &Environment,
+    names: &[String],
+    dry_run: bool,
+    progress: bool,
+    force: Force,
+    consider_part_files: bool,
+    on_event: &mut dyn FnMut(&DeleteEvent),
+) -> Result<DeleteReport, CommandError> {
+    if force == Force::ManifestOnly {
+        return delete_manifest_entries(session, names, dry_run, on_event);
+    }
     let mut report = DeleteReport::default();
     let total = names.len();
     let mut cache = if dry_run {
@@ -174,19 +417,41 @@ pub fn delete_archives(
             None => DeleteEvent::NotFound(name.clone(), i + 1, total),
         };
         on_event(&event);
-        if let (DeleteEvent::Deleted(..), Some(cache)) = (&event, cache.as_mut()) {
-            report.objects_deleted += delete_archive(
-                session.repository.as_mut(),
-                &session.opened.key.key,
-                &mut session.opened.manifest,
-                &mut cache.index,
-                name,
-                &mut report.stats,
-                consider_part_files,
-            )?;
+        let deleting = matches!(event, DeleteEvent::Deleted(..));
+        report.events.push(event);
+        if let (true, Some(cache)) = (deleting, cache.as_mut()) {
+            let repository = session.repository.as_mut();
+            let key = &session.opened.key.key;
+            let manifest = &mut session.opened.manifest;
+            let stats = &mut report.stats;
+            if force == Force::Damaged {
+                let (deleted, corrupted) = delete_archive_forced(
+                    repository,
+                    key,
+                    manifest,
+                    &mut cache.index,
+                    name,
+                    stats,
+                )?;
+                report.objects_deleted += deleted;
+                if corrupted {
+                    let event = DeleteEvent::Corrupted(name.clone());
+                    on_event(&event);
+                    report.events.push(event);
+                }
+            } else {
+                report.objects_deleted += delete_archive(
+                    repository,
+                    key,
+                    manifest,
+                    &mut cache.index,
+                    name,
+                    stats,
+                    consider_part_files,
+                )?;
+            }
             changed = true;
         }
-        report.events.push(event);
     }
     if let (true, Some(cache)) = (changed, cache.as_ref()) {
         // A crash between the commit and the save must not leave an index that looks current.
@@ -286,5 +551,91 @@ mod tests {
             false,
         );
         assert!(err.is_err());
+    }
+
+    /// A forced delete of "a1" after `damage` was deleted from the repository (the chunk
+    /// index was synced before, as a cache would be).
+    fn forced(
+        f: &mut crate::archive::reader::tests::Fixture,
+        damage: Option<ObjectId>,
+    ) -> (u64, bool, Manifest, ChunkIndex) {
+        let mut index = archive_references(&mut f.repo, &f.key, &f.archive_id).expect("refs");
+        if let Some(id) = damage {
+            f.repo.delete(&id).expect("damage");
+        }
+        let mut manifest = Manifest::new();
+        manifest
+            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        let mut stats = DeletedStats::default();
+        let (deleted, corrupted) = delete_archive_forced(
+            &mut f.repo,
+            &f.key,
+            &mut manifest,
+            &mut index,
+            "a1",
+            &mut stats,
+        )
+        .expect("forced delete");
+        (deleted, corrupted, manifest, index)
+    }
+
+    #[test]
+    fn forced_delete_of_an_intact_archive_is_a_normal_delete() {
+        let mut f = fixture();
+        let (deleted, corrupted, manifest, index) = forced(&mut f, None);
+        assert_eq!(
+            (deleted, corrupted),
+            (5, false),
+            "archive, two item chunks, c1, c2"
+        );
+        assert!(manifest.archives.is_empty());
+        assert_eq!(index.len(), 0);
+    }
+
+    #[test]
+    fn forced_delete_stops_at_a_missing_object_and_still_drops_the_archive() {
+        // The first item-metadata chunk is gone: no item is reached.
+        let mut f = fixture();
+        let first = f.item_ids[0];
+        let (deleted, corrupted, manifest, index) = forced(&mut f, Some(first));
+        assert!(corrupted);
+        assert_eq!(deleted, 1, "only the archive object");
+        assert!(manifest.archives.is_empty());
+        assert!(index.get(&f.c1).is_some() && index.get(&f.c2).is_some());
+        // A content chunk is gone: references after it stay (as orphans for check --repair).
+        let mut f = fixture();
+        let c1 = f.c1;
+        let (_, corrupted, manifest, index) = forced(&mut f, Some(c1));
+        assert!(corrupted);
+        assert!(manifest.archives.is_empty());
+        assert!(
+            index.get(&f.c2).is_some(),
+            "d/g comes after the missing chunk"
+        );
+        // Without --force the same damage stops the delete.
+        let mut f = fixture();
+        let c1 = f.c1;
+        let mut index = archive_references(&mut f.repo, &f.key, &f.archive_id).expect("refs");
+        f.repo.delete(&c1).expect("damage");
+        let mut manifest = Manifest::new();
+        manifest
+            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        let mut stats = DeletedStats::default();
+        let err = delete_archive(
+            &mut f.repo,
+            &f.key,
+            &mut manifest,
+            &mut index,
+            "a1",
+            &mut stats,
+        );
+        assert!(matches!(
+            err,
+            Err(CommandError::Repository(
+                RepositoryError::ObjectNotFound { .. }
+            ))
+        ));
     }
 }

@@ -5,7 +5,7 @@ use std::io::BufRead;
 
 use clap::Args;
 
-use rborg::commands::delete::{delete_archives_forced, DeleteEvent, Force};
+use rborg::commands::delete::{delete_archives_forced, DeleteEvent, DeleteOptions, Force};
 use rborg::manifest::Operation;
 
 use super::format;
@@ -84,10 +84,12 @@ pub fn run(ctx: &Context, args: DeleteArgs) -> Result<Outcome, CliError> {
         &mut session,
         &ctx.env,
         &names,
-        dry_run,
-        ctx.common.progress,
-        force,
-        ctx.common.consider_part_files,
+        DeleteOptions {
+            dry_run,
+            progress: ctx.common.progress,
+            force,
+            consider_part_files: ctx.common.consider_part_files,
+        },
         &mut |event| match event {
             DeleteEvent::Deleted(name, entry, i, n) if list => {
                 // `_delete_archives` words the `forced == 2` lines differently.

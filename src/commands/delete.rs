@@ -333,16 +333,13 @@ pub fn delete_archives(
     consider_part_files: bool,
     on_event: &mut dyn FnMut(&DeleteEvent),
 ) -> Result<DeleteReport, CommandError> {
-    delete_archives_forced(
-        session,
-        env,
-        names,
+    let options = DeleteOptions {
         dry_run,
         progress,
-        Force::No,
+        force: Force::No,
         consider_part_files,
-        on_event,
-    )
+    };
+    delete_archives_forced(session, env, names, options, on_event)
 }
 
 /// Removes only the manifest entries of the named archives (`--force --force`) and commits
@@ -377,17 +374,33 @@ fn delete_manifest_entries(
     Ok(report)
 }
 
+/// How [`delete_archives_forced`] deletes.
+#[derive(Debug, Clone, Copy)]
+pub struct DeleteOptions {
+    /// Report what would be deleted, change nothing (`--dry-run`).
+    pub dry_run: bool,
+    /// Show progress while the chunk cache is synchronised (`--progress`).
+    pub progress: bool,
+    /// borg's `--force` level.
+    pub force: Force,
+    /// Count part items in the statistics (`--consider-part-files`).
+    pub consider_part_files: bool,
+}
+
 /// [`delete_archives`] with borg's `--force` levels (see [`Force`]).
 pub fn delete_archives_forced(
     session: &mut Session,
     env: &Environment,
     names: &[String],
-    dry_run: bool,
-    progress: bool,
-    force: Force,
-    consider_part_files: bool,
+    options: DeleteOptions,
     on_event: &mut dyn FnMut(&DeleteEvent),
 ) -> Result<DeleteReport, CommandError> {
+    let DeleteOptions {
+        dry_run,
+        progress,
+        force,
+        consider_part_files,
+    } = options;
     if force == Force::ManifestOnly {
         return delete_manifest_entries(session, names, dry_run, on_event);
     }
@@ -630,6 +643,7 @@ mod tests {
             &mut index,
             "a1",
             &mut stats,
+            false,
         );
         assert!(matches!(
             err,

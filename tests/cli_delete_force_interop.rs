@@ -127,11 +127,18 @@ fn pristine(scratch: &Scratch, peer: &Peer) -> PathBuf {
     for i in 0..40 {
         std::fs::write(tree.join(format!("f{i}")), format!("file {i}\n")).expect("file");
     }
+    // Old enough for `prune --keep-within 1d` to choose it.
     ok(run(
         &peer.borg,
         &env,
         &dir,
-        &["create", "repo::victim", "t"],
+        &[
+            "create",
+            "--timestamp",
+            "2020-01-01T00:00:00",
+            "repo::victim",
+            "t",
+        ],
     ));
     // rborg keeps its own chunk cache; `info` builds and saves it.
     ok(run(rborg_bin(), &env, &dir, &["info", "repo"]));
@@ -156,6 +163,13 @@ fn scenario(scratch: &Scratch, pristine: &Path, peer: &Peer, what: &str, force: 
     scenario_via(scratch, pristine, peer, what, force, false);
 }
 
+/// `prune --keep-within 1d` chooses the damaged (old) archive; `force` as for delete.
+fn prune_scenario(scratch: &Scratch, pristine: &Path, peer: &Peer, what: &str, force: &[&str]) {
+    let mut args = vec!["prune", "--keep-within", "1d"];
+    args.extend_from_slice(force);
+    scenario_with(scratch, pristine, peer, what, &args, false);
+}
+
 /// One damage and force level; `remote` runs the delete through `borg serve` (ssh:// with a
 /// stand-in ssh), where borg's deletes are asynchronous.
 fn scenario_via(
@@ -166,9 +180,24 @@ fn scenario_via(
     force: &[&str],
     remote: bool,
 ) {
+    let mut args = vec!["delete"];
+    args.extend_from_slice(force);
+    scenario_with(scratch, pristine, peer, what, &args, remote);
+}
+
+/// One damage, then `command` (a delete of `repo::victim` or a prune of `repo`, with its
+/// options) by borg and by rborg on copies of the damaged repository.
+fn scenario_with(
+    scratch: &Scratch,
+    pristine: &Path,
+    peer: &Peer,
+    what: &str,
+    command: &[&str],
+    remote: bool,
+) {
     let label = format!(
-        "{what}{}{}",
-        force.len(),
+        "{what}-{}{}",
+        command.join("-").replace(' ', ""),
         if remote { "-remote" } else { "" }
     );
     let damaged = scratch.path(&format!("{label}-damaged"));
@@ -200,15 +229,19 @@ fn scenario_via(
         let dir = scratch.path(&format!("{label}-{who}"));
         copy_tree(&damaged, &dir);
         let mut env = env_for(scratch, &dir.join("base"));
+        let archive = if command[0] == "delete" {
+            "::victim"
+        } else {
+            ""
+        };
         let target = if remote {
             env.push(("BORG_RSH".into(), fake_ssh(scratch).into()));
             env.push(("BORG_REMOTE_PATH".into(), peer.borg.clone().into()));
-            format!("ssh://localhost{}/repo::victim", dir.display())
+            format!("ssh://localhost{}/repo{archive}", dir.display())
         } else {
-            "repo::victim".to_string()
+            format!("repo{archive}")
         };
-        let mut args = vec!["delete"];
-        args.extend_from_slice(force);
+        let mut args = command.to_vec();
         args.push(&target);
         let deleted = run(program, &env, &dir, &args);
         let env = env_for(scratch, &dir.join("base"));
@@ -219,7 +252,7 @@ fn scenario_via(
     let (b_dir, b_del, b_check, b_list) = &results[0];
     let (r_dir, r_del, r_check, r_list) = &results[1];
     let case = format!(
-        "delete {force:?} with the {what} object missing, borg {}{}",
+        "{command:?} with the {what} object missing, borg {}{}",
         peer.name,
         if remote { " over borg serve" } else { "" }
     );
@@ -272,6 +305,12 @@ fn forced_delete_of_a_damaged_archive_matches_borg() {
     // Over `borg serve` a missing content chunk is answered late; borg goes on dropping the
     // other references, so nothing is left over, and rborg must do the same.
     scenario_via(&scratch, &pristine, &b14, "data", &["--force"], true);
+    // prune deletes like delete, and its --force is delete's first level.
+    for what in ["items", "data"] {
+        for force in [&[][..], &["--force"]] {
+            prune_scenario(&scratch, &pristine, &b14, what, force);
+        }
+    }
 }
 
 #[test]

@@ -551,6 +551,12 @@ fn bad_input_warnings_and_errors() {
         ],
     );
     assert!(text(&o).contains("- src/ok"), "{}", text(&o));
+    // Like borg, a dry run does not mind an archive name that is taken.
+    let o = rborg_ok(
+        &scratch,
+        &["create", "--dry-run", &format!("{repo}::a1"), "src"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let list = borg_in(&peer, &scratch, &["list", "--short", repo]);
     assert_eq!(String::from_utf8_lossy(&list.stdout), "a1\na0\n");
 }

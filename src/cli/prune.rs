@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use rborg::commands::delete::{DeleteOptions, Force};
 use rborg::commands::prune::prune_repository;
 use rborg::manifest::Operation;
 use rborg::prune::{
@@ -30,7 +31,7 @@ pub struct PruneArgs {
     /// Do not change the repository.
     #[arg(short = 'n', long = "dry-run")]
     dry_run: bool,
-    /// Force pruning of corrupted archives (accepted for borg compatibility).
+    /// Force pruning of corrupted archives (as `delete --force`).
     #[arg(long, action = clap::ArgAction::Count)]
     force: u8,
     /// Print statistics for the deleted archive.
@@ -131,9 +132,12 @@ pub fn run(ctx: &Context, args: PruneArgs) -> Result<Outcome, CliError> {
         &ctx.env,
         &rules,
         &settings,
-        args.dry_run,
-        ctx.common.progress,
-        ctx.common.consider_part_files,
+        DeleteOptions {
+            dry_run: args.dry_run,
+            progress: ctx.common.progress,
+            force: Force::from_count(args.force),
+            consider_part_files: ctx.common.consider_part_files,
+        },
     );
     let closed = session.close();
     let outcome = result?;

@@ -214,7 +214,8 @@ pub fn create(
     out: &mut dyn CreateOutput,
 ) -> Result<CreateResult, CommandError> {
     let started = Instant::now();
-    if session.opened.manifest.archive(&opts.name).is_some() {
+    // borg makes no Archive on a dry run, so an existing name is no error there.
+    if !opts.dry_run && session.opened.manifest.archive(&opts.name).is_some() {
         return Err(crate::manifest::ManifestError::ArchiveExists(opts.name.clone()).into());
     }
     let mut walk = opts.walk;

@@ -1,13 +1,13 @@
 //! `borg prune` (`archiver.py: do_prune`): the rule engine ([`crate::prune`]) decides, then the
 //! archives to prune are deleted newest first with exact reference counts and one commit
-//! ([`super::delete::delete_archives`]).
+//! ([`super::delete::delete_archives_forced`]).
 
 use crate::prune::{
     parse_manifest_time, prune, Decision, PruneArchive, PruneRules, PruneSettings, Verdict,
 };
 use crate::settings::Environment;
 
-use super::delete::{delete_archives, DeleteReport};
+use super::delete::{delete_archives_forced, DeleteOptions, DeleteReport, Force};
 use super::{CommandError, Session};
 
 /// What a prune run decided and did.
@@ -39,16 +39,15 @@ pub fn prune_archives_of(session: &Session) -> Result<Vec<PruneArchive>, Command
         .collect()
 }
 
-/// Decides with `rules` and, unless `dry_run`, deletes what is pruned in one transaction
-/// (`consider_part_files` as for [`delete_archives`]).
+/// Decides with `rules` and, unless `options.dry_run`, deletes what is pruned in one
+/// transaction, as [`delete_archives_forced`] does. borg's `prune --force` deletes damaged
+/// archives like `delete --force` ([`Force::Damaged`]); a second `--force` adds nothing.
 pub fn prune_repository(
     session: &mut Session,
     env: &Environment,
     rules: &PruneRules,
     settings: &PruneSettings,
-    dry_run: bool,
-    progress: bool,
-    consider_part_files: bool,
+    options: DeleteOptions,
 ) -> Result<PruneOutcome, CommandError> {
     let all = prune_archives_of(session)?;
     let decisions = prune(&all, rules, settings).map_err(|e| CommandError::Other {
@@ -60,16 +59,19 @@ pub fn prune_repository(
         .filter(|d| d.verdict == Verdict::Prune)
         .map(|d| d.archive.name.clone())
         .collect();
-    let deleted = if dry_run || names.is_empty() {
+    let deleted = if options.dry_run || names.is_empty() {
         None
     } else {
-        Some(delete_archives(
+        let force = match options.force {
+            Force::No => Force::No,
+            Force::Damaged | Force::ManifestOnly => Force::Damaged,
+        };
+        let options = DeleteOptions { force, ..options };
+        Some(delete_archives_forced(
             session,
             env,
             &names,
-            false,
-            progress,
-            consider_part_files,
+            options,
             &mut |_| {},
         )?)
     };

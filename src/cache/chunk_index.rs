@@ -102,36 +102,30 @@ impl ChunkIndex {
     /// Adds one reference, inserting the chunk with refcount 1 when it is new. Returns the new
     /// refcount.
     pub fn add(&mut self, id: &ObjectId, size: u32, csize: u32) -> Result<u32, SizeMismatch> {
-        match self.map.get_mut(id) {
-            Some(e) => {
-                if e.size != size {
-                    return Err(SizeMismatch {
-                        id: hex::encode(id),
-                        old_size: e.size,
-                        new_size: size,
-                    });
-                }
-                // A zero csize comes from an ad-hoc cache; a real one replaces it.
-                if e.csize == 0 {
-                    e.csize = csize;
-                }
-                if e.refcount < MAX_REFCOUNT {
-                    e.refcount += 1;
-                }
-                Ok(e.refcount)
-            }
-            None => {
-                self.map.insert(
-                    *id,
-                    ChunkEntry {
-                        refcount: 1,
-                        size,
-                        csize,
-                    },
-                );
-                Ok(1)
-            }
+        let new = ChunkEntry {
+            refcount: 1,
+            size,
+            csize,
+        };
+        let (e, inserted) = self.map.get_or_insert(*id, new);
+        if inserted {
+            return Ok(1);
         }
+        if e.size != size {
+            return Err(SizeMismatch {
+                id: hex::encode(id),
+                old_size: e.size,
+                new_size: size,
+            });
+        }
+        // A zero csize comes from an ad-hoc cache; a real one replaces it.
+        if e.csize == 0 {
+            e.csize = csize;
+        }
+        if e.refcount < MAX_REFCOUNT {
+            e.refcount += 1;
+        }
+        Ok(e.refcount)
     }
 
     /// Adds a reference to a known chunk. `None` when the chunk is not in the index.
@@ -162,15 +156,11 @@ impl ChunkIndex {
     /// Adds every reference of `other` to this index (borg merges per-archive indexes so).
     pub fn merge(&mut self, other: &ChunkIndex) {
         for (id, o) in other.map.iter() {
-            match self.map.get_mut(id) {
-                Some(e) => {
-                    e.refcount = e.refcount.saturating_add(o.refcount).min(MAX_REFCOUNT);
-                    if e.csize == 0 {
-                        e.csize = o.csize;
-                    }
-                }
-                None => {
-                    self.map.insert(*id, *o);
+            let (e, inserted) = self.map.get_or_insert(*id, *o);
+            if !inserted {
+                e.refcount = e.refcount.saturating_add(o.refcount).min(MAX_REFCOUNT);
+                if e.csize == 0 {
+                    e.csize = o.csize;
                 }
             }
         }

@@ -34,7 +34,7 @@ const MIN_SLOTS: usize = 16;
 pub(crate) struct IdTable<V: Vacant> {
     slots: Vec<(ObjectId, V)>,
     len: usize,
-    /// Mixed into every home; random per table (kept when the table grows).
+    /// Multiplies every home; odd, random per table (kept when the table grows).
     seed: u64,
 }
 
@@ -44,7 +44,8 @@ impl<V: Vacant> Default for IdTable<V> {
         // std's per-instance random hash keys, as a seed source without a syscall per table
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
-            .finish();
+            .finish()
+            | 1;
         IdTable {
             slots: Vec::new(),
             len: 0,
@@ -68,14 +69,13 @@ impl<V: Vacant> Clone for IdTable<V> {
     }
 }
 
-/// The slot an id would sit in if nothing collided: its first eight bytes, mixed with the
-/// seed, scaled to the table size (multiply-shift, so the size need not be a power of two).
+/// The slot an id would sit in if nothing collided: its first eight bytes times the table's
+/// odd seed (a different bijection per table, so one table's order is random to another),
+/// scaled to the table size (multiply-shift, so the size need not be a power of two).
 fn home(id: &ObjectId, seed: u64, slots: usize) -> usize {
     let mut first = [0u8; 8];
     first.copy_from_slice(&id[..8]);
-    let mut x = (u64::from_le_bytes(first) ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 29;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let x = u64::from_le_bytes(first).wrapping_mul(seed);
     ((x as u128 * slots as u128) >> 64) as usize
 }
 
@@ -110,24 +110,23 @@ impl<V: Vacant> IdTable<V> {
         }
     }
 
-    fn find(&self, id: &ObjectId) -> Option<usize> {
+    /// Where an id is (`Ok(slot)`), or where it would go (`Err((slot, distance))`): the first
+    /// empty slot or the first entry nearer its home than the id would be there.
+    fn probe(&self, id: &ObjectId) -> Result<usize, (usize, usize)> {
         let n = self.slots.len();
-        if n == 0 {
-            return None;
-        }
         let mut i = home(id, self.seed, n);
         let mut d = 0;
         loop {
             let (key, value) = &self.slots[i];
             if value.is_vacant() {
-                return None;
+                return Err((i, d));
             }
             if key == id {
-                return Some(i);
+                return Ok(i);
             }
             // Robin Hood order: had the id been here, it would sit before this entry.
             if self.distance(i) < d {
-                return None;
+                return Err((i, d));
             }
             i += 1;
             if i == n {
@@ -135,6 +134,13 @@ impl<V: Vacant> IdTable<V> {
             }
             d += 1;
         }
+    }
+
+    fn find(&self, id: &ObjectId) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        self.probe(id).ok()
     }
 
     /// The value of an id.
@@ -153,23 +159,36 @@ impl<V: Vacant> IdTable<V> {
         if value.is_vacant() {
             return self.remove(&id);
         }
-        if let Some(i) = self.find(&id) {
-            return Some(std::mem::replace(&mut self.slots[i].1, value));
+        let (slot, inserted) = self.get_or_insert(id, value);
+        if inserted {
+            None
+        } else {
+            Some(std::mem::replace(slot, value))
         }
+    }
+
+    /// The value of an id, after storing `value` for it if it had none (then `true`), in one
+    /// probe. `value` must not be vacant.
+    pub(crate) fn get_or_insert(&mut self, id: ObjectId, value: V) -> (&mut V, bool) {
+        debug_assert!(!value.is_vacant());
+        // Grow first (perhaps needlessly, when the id is there): growing moves every slot.
         if (self.len + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM {
             self.grow();
         }
-        self.place(id, value);
-        self.len += 1;
-        None
+        match self.probe(&id) {
+            Ok(i) => (&mut self.slots[i].1, false),
+            Err((i, d)) => {
+                self.place_from(i, d, (id, value));
+                self.len += 1;
+                (&mut self.slots[i].1, true)
+            }
+        }
     }
 
-    /// Puts an entry known to be absent into a table with room for it.
-    fn place(&mut self, id: ObjectId, value: V) {
+    /// Puts an entry known to be absent into a table with room for it, probing from slot `i`
+    /// at distance `d` from its home; displaced entries move on.
+    fn place_from(&mut self, mut i: usize, mut d: usize, mut entry: (ObjectId, V)) {
         let n = self.slots.len();
-        let mut entry = (id, value);
-        let mut i = home(&entry.0, self.seed, n);
-        let mut d = 0;
         loop {
             if self.slots[i].1.is_vacant() {
                 self.slots[i] = entry;
@@ -177,7 +196,7 @@ impl<V: Vacant> IdTable<V> {
             }
             let resident = self.distance(i);
             if resident < d {
-                // The resident is closer to home than we are: it moves on, we stay.
+                // The resident is nearer its home than we are: it moves on, we stay.
                 std::mem::swap(&mut self.slots[i], &mut entry);
                 d = resident;
             }
@@ -195,7 +214,8 @@ impl<V: Vacant> IdTable<V> {
         let old = std::mem::replace(&mut self.slots, vec![([0u8; 32], V::VACANT); target]);
         for (id, value) in old {
             if !value.is_vacant() {
-                self.place(id, value);
+                let home = home(&id, self.seed, self.slots.len());
+                self.place_from(home, 0, (id, value));
             }
         }
     }

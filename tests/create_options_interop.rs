@@ -10,6 +10,12 @@
 //! `borg list --json-lines` output and the same items in `borg debug dump-archive` (chunk
 //! ids included), and a clean `borg check --verify-data`. The tests run as root: they make
 //! device nodes, mounts and loop devices, and fail (never skip) when they cannot.
+//!
+//! Where rborg deliberately differs, because borg 1.2.4 and 1.4.5 fail: with the fixed chunker
+//! borg cannot read a fifo (posix_fadvise on a pipe: "Illegal seek"), with `--sparse` it loops
+//! forever on /dev/null, and with `--sparse` and a header size it drops the first header-size
+//! bytes of a block device. rborg reads specials whole in every case (as borg does where it
+//! works); `fixed_chunker_reads_fifos_and_dev_null` checks what rborg stores there.
 
 mod common;
 
@@ -307,27 +313,46 @@ fn sha256_hex(data: &[u8]) -> String {
 
 // --- --read-special ------------------------------------------------------------------------
 
-fn read_special(peer: Peer) {
+/// `chunking`: the chunker options (buzhash, or the fixed chunker with `--sparse`, which must
+/// read specials whole: they cannot seek to holes).
+fn read_special(peer: Peer, chunking: &[&str]) {
     let scratch = Scratch::new();
     let src = scratch.path("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("plain"), pseudo_random(50_000, 1)).unwrap();
     symlink("plain", src.join("link-to-plain")).unwrap();
+    // Not with the fixed chunker, where borg (1.2.4 and 1.4.5) cannot read fifos and
+    // /dev/null: its `dread` calls posix_fadvise, which fails on a pipe ("read: [Errno 29]
+    // Illegal seek", the fifo is not archived), and with --sparse its `sparsemap` loops forever
+    // on /dev/null (whose lseek answers 0 to SEEK_DATA and SEEK_HOLE alike). rborg reads both
+    // (`fixed_chunker_reads_fifos_and_dev_null`).
+    let fixed = chunking.iter().any(|c| c.starts_with("fixed"));
     // A fifo, and a symlink to a fifo outside the tree; each run reads each once.
-    mkfifo(&src.join("fifo"));
     let outside_fifo = scratch.path("outside-fifo");
-    mkfifo(&outside_fifo);
-    symlink("../outside-fifo", src.join("fifolink")).unwrap();
+    if !fixed {
+        mkfifo(&src.join("fifo"));
+        mkfifo(&outside_fifo);
+        symlink("../outside-fifo", src.join("fifolink")).unwrap();
+    }
     let fifo_data = pseudo_random(300_000, 7);
     let fifo2_data = pseudo_random(70_000, 8);
     // A char device (like /dev/null: empty) and a symlink to it.
-    mknod(&src.join("null"), libc::S_IFCHR, libc::makedev(1, 3));
-    symlink("null", src.join("nulllink")).unwrap();
+    if !fixed {
+        mknod(&src.join("null"), libc::S_IFCHR, libc::makedev(1, 3));
+        symlink("null", src.join("nulllink")).unwrap();
+    }
     // A block device with content: a node for a loop device over an image, and an absolute
     // symlink to the loop device itself (outside the tree).
     let image = scratch.path("disk.img");
-    let disk = pseudo_random(1 << 20, 9);
-    fs::write(&image, &disk).unwrap();
+    // 512 KiB of data, a 512 KiB hole (zeros on the device), 512 KiB of data.
+    let mut disk = pseudo_random(3 << 19, 9);
+    disk[1 << 19..1 << 20].fill(0);
+    {
+        let mut f = fs::File::create(&image).unwrap();
+        f.write_all(&disk[..1 << 19]).unwrap();
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(&disk[1 << 20..]).unwrap();
+    }
     let lo = LoopDevice::attach(&image);
     let lo_meta = fs::metadata(&lo.dev).unwrap();
     assert!(lo_meta.file_type().is_block_device());
@@ -341,22 +366,19 @@ fn read_special(peer: Peer) {
     borg_in(&peer, &scratch, &["init", "-e", "repokey-blake2", repo]);
     let create = |tool: &str, archive: &str| {
         let a = format!("{repo}::{archive}");
-        let args = [
-            "create",
-            "--list",
-            "--read-special",
-            "--chunker-params",
-            CHUNKER,
-            "-C",
-            "lz4",
-            &a,
-            "src",
-        ];
+        let mut args = vec!["create", "--list", "--read-special", "-C", "lz4"];
+        args.extend_from_slice(chunking);
+        args.push(&a);
+        args.push("src");
         // Each fifo is opened once per run, so one feed each.
-        let feeds = [
-            feed_fifo(&src.join("fifo"), fifo_data.clone()),
-            feed_fifo(&outside_fifo, fifo2_data.clone()),
-        ];
+        let feeds = if fixed {
+            vec![]
+        } else {
+            vec![
+                feed_fifo(&src.join("fifo"), fifo_data.clone()),
+                feed_fifo(&outside_fifo, fifo2_data.clone()),
+            ]
+        };
         let o = if tool == "borg" {
             borg_in(&peer, &scratch, &args)
         } else {
@@ -398,6 +420,9 @@ fn read_special(peer: Peer) {
         ("src/blklink", "-", sha256_hex(&disk), disk.len()),
     ];
     for (path, kind, sha, size) in expect {
+        if fixed && (path.starts_with("src/null") || path.starts_with("src/fifo")) {
+            continue;
+        }
         let i = find(&items, path).unwrap_or_else(|| panic!("{path} not archived"));
         assert_eq!(i["type"], kind, "{path}: {i}");
         assert_eq!(i["sha256"], sha.as_str(), "{path}: content");
@@ -412,12 +437,73 @@ fn read_special(peer: Peer) {
 
 #[test]
 fn read_special_borg12() {
-    read_special(borg12());
+    read_special(borg12(), &["--chunker-params", CHUNKER]);
 }
 
 #[test]
 fn read_special_borg14() {
-    read_special(borg14());
+    read_special(borg14(), &["--chunker-params", CHUNKER]);
+}
+
+/// Where borg fails, rborg reads: `--read-special` with the fixed chunker on a fifo (borg's
+/// posix_fadvise fails on a pipe) and with `--sparse` on a char device like /dev/null (borg's
+/// `sparsemap` never gets past offset 0 there). rborg's archive holds them as regular files
+/// with the content read, which borg lists and checks.
+#[test]
+fn fixed_chunker_reads_fifos_and_dev_null() {
+    let peer = borg14();
+    let scratch = Scratch::new();
+    let src = scratch.path("src");
+    fs::create_dir_all(&src).unwrap();
+    mknod(&src.join("null"), libc::S_IFCHR, libc::makedev(1, 3));
+    symlink("null", src.join("nulllink")).unwrap();
+    mkfifo(&src.join("fifo"));
+    let data = pseudo_random(100_000, 4);
+    let repo = scratch.path("repo");
+    let repo = repo.to_str().unwrap();
+    borg_in(&peer, &scratch, &["init", "-e", "repokey", repo]);
+    let a = format!("{repo}::r");
+    let feed = feed_fifo(&src.join("fifo"), data.clone());
+    rborg_ok(
+        &scratch,
+        &[
+            "create",
+            "--read-special",
+            "--sparse",
+            "--chunker-params",
+            "fixed,4096",
+            &a,
+            "src",
+        ],
+    );
+    feed.join().expect("fifo writer");
+    let items = list_json(&peer, &scratch, &a);
+    for (path, content) in [
+        ("src/null", &b""[..]),
+        ("src/nulllink", &b""[..]),
+        ("src/fifo", &data[..]),
+    ] {
+        let i = find(&items, path).unwrap_or_else(|| panic!("{path} not archived"));
+        assert_eq!(i["type"], "-", "{path}: {i}");
+        assert_eq!(i["size"], content.len() as u64, "{path}: {i}");
+        assert_eq!(i["sha256"], sha256_hex(content).as_str(), "{path}: {i}");
+    }
+    check_clean(&peer, &scratch, repo);
+}
+
+#[test]
+fn read_special_fixed_sparse_borg12() {
+    read_special(borg12(), &["--chunker-params", "fixed,65536", "--sparse"]);
+}
+
+/// With a header size, `--sparse` is left out: on a block device (where SEEK_HOLE fails with
+/// EINVAL here) borg's `ChunkerFixed` falls back from the sparse map without seeking back from
+/// the header, so its archive lacks the device's first `header_size` bytes and every block
+/// is shifted (borg 1.2.4 and 1.4.5 alike). rborg reads specials whole, as borg does without
+/// `--sparse`, which this compares.
+#[test]
+fn read_special_fixed_header_borg14() {
+    read_special(borg14(), &["--chunker-params", "fixed,65536,512"]);
 }
 
 /// Runs the same `create` with borg (archive `b`) and rborg (archive `r`) into a fresh

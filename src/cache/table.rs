@@ -7,12 +7,13 @@
 //! and 87.5 % full, so an entry costs at most 1.43 slots, and 2.6 slots while it grows.
 //!
 //! Ids are hash outputs (chunk ids, path hashes), uniformly spread, so a slot's home is taken
-//! from the id's first eight bytes, mixed with a seed of each table's own. The seed matters: a
-//! table lists its entries in the order of their homes, and feeding that order into another
-//! table with the same homes while it grows piles every entry into one cluster at its start
-//! (quadratic; loading a saved cache did exactly that). Collisions are resolved by linear probing with Robin Hood
-//! ordering (an entry never sits farther from its home than the entries it passed), which keeps
-//! probe sequences short at high load and lets a lookup stop early. Empty slots are marked by
+//! from the id's first eight bytes, multiplied by a seed of each table's own. The seed
+//! matters: a table lists its entries in the order of their homes, and feeding that order
+//! into another table with the same homes while it grows piles every entry into one cluster
+//! at its start (quadratic; loading a saved cache did exactly that). Collisions are resolved
+//! by linear probing with Robin Hood ordering (an entry never sits farther from its home than
+//! the entries it passed), which keeps probe sequences short at high load and lets a lookup
+//! stop early. Empty slots are marked by
 //! a value that no stored entry can have ([`Vacant`]), so no byte per slot is spent on a flag.
 
 use crate::repository::ObjectId;
@@ -30,7 +31,7 @@ const MAX_LOAD_NUM: usize = 7;
 const MAX_LOAD_DEN: usize = 8;
 const MIN_SLOTS: usize = 16;
 
-/// The table. Values must never be stored as [`Vacant::VACANT`] (`insert` refuses them).
+/// The table. [`Vacant::VACANT`] is never stored (`insert` of it removes the id instead).
 pub(crate) struct IdTable<V: Vacant> {
     slots: Vec<(ObjectId, V)>,
     len: usize,

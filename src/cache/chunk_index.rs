@@ -1,12 +1,11 @@
 //! The chunk index: chunk id → (reference count, size, stored size), with borg's reference
 //! counting rules (`hashindex.pyx: ChunkIndex`).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 
 use crate::repository::ObjectId;
 
+use super::table::{IdTable, Vacant};
 use super::{read_checked, write_atomically, CacheError};
 
 /// The reference count at which borg stops counting (`ChunkIndex.MAX_VALUE`, 2^32 − 1025):
@@ -44,28 +43,22 @@ pub struct ChunkStats {
     pub unique_csize: u64,
 }
 
-/// Chunk ids are already uniformly random: hashing their first eight bytes is enough and much
-/// faster than SipHash over all 32.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Called once with the 32 id bytes (arrays hash their bytes in one write).
-        let mut b = [0u8; 8];
-        let n = bytes.len().min(8);
-        b[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(b);
+/// A stored entry always has a reference, so a zero count marks an empty table slot.
+impl Vacant for ChunkEntry {
+    const VACANT: ChunkEntry = ChunkEntry {
+        refcount: 0,
+        size: 0,
+        csize: 0,
+    };
+    fn is_vacant(&self) -> bool {
+        self.refcount == 0
     }
 }
 
-/// The chunk index.
+/// The chunk index: a flat table of 44-byte slots (see `table.rs` for why not a `HashMap`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ChunkIndex {
-    map: HashMap<ObjectId, ChunkEntry, BuildHasherDefault<IdHasher>>,
+    map: IdTable<ChunkEntry>,
 }
 
 /// Two different chunks under one id: in practice a bug, or a key mismatch.
@@ -93,7 +86,7 @@ impl ChunkIndex {
 
     /// Whether the index is empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.len() == 0
     }
 
     /// The entry of a chunk.
@@ -103,42 +96,36 @@ impl ChunkIndex {
 
     /// Whether the chunk is known.
     pub fn contains(&self, id: &ObjectId) -> bool {
-        self.map.contains_key(id)
+        self.map.get(id).is_some()
     }
 
     /// Adds one reference, inserting the chunk with refcount 1 when it is new. Returns the new
     /// refcount.
     pub fn add(&mut self, id: &ObjectId, size: u32, csize: u32) -> Result<u32, SizeMismatch> {
-        match self.map.get_mut(id) {
-            Some(e) => {
-                if e.size != size {
-                    return Err(SizeMismatch {
-                        id: hex::encode(id),
-                        old_size: e.size,
-                        new_size: size,
-                    });
-                }
-                // A zero csize comes from an ad-hoc cache; a real one replaces it.
-                if e.csize == 0 {
-                    e.csize = csize;
-                }
-                if e.refcount < MAX_REFCOUNT {
-                    e.refcount += 1;
-                }
-                Ok(e.refcount)
-            }
-            None => {
-                self.map.insert(
-                    *id,
-                    ChunkEntry {
-                        refcount: 1,
-                        size,
-                        csize,
-                    },
-                );
-                Ok(1)
-            }
+        let new = ChunkEntry {
+            refcount: 1,
+            size,
+            csize,
+        };
+        let (e, inserted) = self.map.get_or_insert(*id, new);
+        if inserted {
+            return Ok(1);
         }
+        if e.size != size {
+            return Err(SizeMismatch {
+                id: hex::encode(id),
+                old_size: e.size,
+                new_size: size,
+            });
+        }
+        // A zero csize comes from an ad-hoc cache; a real one replaces it.
+        if e.csize == 0 {
+            e.csize = csize;
+        }
+        if e.refcount < MAX_REFCOUNT {
+            e.refcount += 1;
+        }
+        Ok(e.refcount)
     }
 
     /// Adds a reference to a known chunk. `None` when the chunk is not in the index.
@@ -157,27 +144,25 @@ impl ChunkIndex {
         if e.refcount >= MAX_REFCOUNT {
             return Some(false);
         }
-        e.refcount -= 1;
-        if e.refcount == 0 {
+        if e.refcount > 1 {
+            e.refcount -= 1;
+            Some(false)
+        } else {
             self.map.remove(id);
             Some(true)
-        } else {
-            Some(false)
         }
     }
 
     /// Adds every reference of `other` to this index (borg merges per-archive indexes so).
     pub fn merge(&mut self, other: &ChunkIndex) {
-        for (id, o) in &other.map {
-            self.map
-                .entry(*id)
-                .and_modify(|e| {
-                    e.refcount = e.refcount.saturating_add(o.refcount).min(MAX_REFCOUNT);
-                    if e.csize == 0 {
-                        e.csize = o.csize;
-                    }
-                })
-                .or_insert(*o);
+        for (id, o) in other.map.iter() {
+            let (e, inserted) = self.map.get_or_insert(*id, *o);
+            if !inserted {
+                e.refcount = e.refcount.saturating_add(o.refcount).min(MAX_REFCOUNT);
+                if e.csize == 0 {
+                    e.csize = o.csize;
+                }
+            }
         }
     }
 
@@ -189,7 +174,7 @@ impl ChunkIndex {
     /// Totals over the index.
     pub fn stats(&self) -> ChunkStats {
         let mut s = ChunkStats::default();
-        for e in self.map.values() {
+        for (_, e) in self.map.iter() {
             let r = e.refcount as u64;
             s.total_chunks += r;
             s.total_unique_chunks += 1;
@@ -205,7 +190,7 @@ impl ChunkIndex {
     pub fn save(&self, path: &Path) -> Result<(), CacheError> {
         let mut payload = Vec::with_capacity(8 + self.map.len() * ENTRY_LEN);
         payload.extend_from_slice(&(self.map.len() as u64).to_le_bytes());
-        for (id, e) in &self.map {
+        for (id, e) in self.map.iter() {
             payload.extend_from_slice(id);
             payload.extend_from_slice(&e.refcount.to_le_bytes());
             payload.extend_from_slice(&e.size.to_le_bytes());
@@ -232,19 +217,23 @@ impl ChunkIndex {
         if body.len() != count.checked_mul(ENTRY_LEN).ok_or_else(corrupt)? {
             return Err(corrupt());
         }
-        let mut map = HashMap::with_capacity_and_hasher(count, Default::default());
+        let mut map = IdTable::with_capacity(count);
         for rec in body.chunks_exact(ENTRY_LEN) {
             let mut id = [0u8; 32];
             id.copy_from_slice(&rec[..32]);
             let u = |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
-            map.insert(
-                id,
-                ChunkEntry {
-                    refcount: u(32),
-                    size: u(36),
-                    csize: u(40),
-                },
-            );
+            let entry = ChunkEntry {
+                refcount: u(32),
+                size: u(36),
+                csize: u(40),
+            };
+            // save never writes a chunk without references, nor one id twice
+            if entry.is_vacant() || map.insert(id, entry).is_some() {
+                return Err(CacheError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("bad entry for chunk {}", hex::encode(id)),
+                });
+            }
         }
         Ok(Some(ChunkIndex { map }))
     }

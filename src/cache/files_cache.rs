@@ -1,14 +1,12 @@
 //! The files cache: lets `create` skip reading files that have not changed since the last
 //! backup (`cache.py: file_known_and_unchanged`, `memorize_file`, `_write_files_cache`).
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::path::Path;
 
 use crate::msgpack::{self, Value};
 use crate::repository::ObjectId;
 
-use super::chunk_index::IdHasher;
+use super::table::{IdTable, Vacant};
 use super::{read_checked, write_atomically, CacheError};
 
 const MAGIC: &[u8; 8] = b"RBFILES1";
@@ -89,7 +87,7 @@ impl FilesCacheMode {
     }
 }
 
-/// One remembered file.
+/// One remembered file, as the cache file stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileCacheEntry {
     /// Backups since the entry was last confirmed (0 = this run).
@@ -129,14 +127,56 @@ pub struct FileStat {
     pub mtime: i64,
 }
 
+/// One file as the cache keeps it in memory: its chunk ids are a range of the cache's shared
+/// id arena, so an entry costs no allocation of its own (a `Vec` per file would add 24 bytes,
+/// an allocation and up to 3 ids of spare capacity when decoded from disk).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    inode: u64,
+    size: u64,
+    cmtime: i64,
+    /// Index of the first chunk id in the arena.
+    start: usize,
+    /// Number of chunk ids.
+    len: u32,
+    age: u8,
+}
+
+/// No arena can hold `usize::MAX` ids, so that start marks an empty table slot.
+impl Vacant for Slot {
+    const VACANT: Slot = Slot {
+        inode: 0,
+        size: 0,
+        cmtime: 0,
+        start: usize::MAX,
+        len: 0,
+        age: 0,
+    };
+    fn is_vacant(&self) -> bool {
+        self.start == usize::MAX
+    }
+}
+
 /// The files cache, keyed by the id hash of a file's absolute path.
 #[derive(Debug, Clone)]
 pub struct FilesCache {
     mode: FilesCacheMode,
     ttl: u8,
-    entries: HashMap<ObjectId, FileCacheEntry, BuildHasherDefault<IdHasher>>,
+    entries: IdTable<Slot>,
+    /// The chunk ids of all entries, each entry's ids contiguous.
+    ids: Vec<ObjectId>,
+    /// Ids in the arena that no entry refers to any more (replaced entries).
+    garbage: usize,
     newest_cmtime: Option<i64>,
 }
+
+/// Arena growth: a quarter of its length at a time (at least this many ids), not the doubling
+/// of `Vec::push`, as the arena is most of a big cache's memory.
+const MIN_ARENA_GROWTH: usize = 256;
+
+/// Compaction of the arena starts when this many ids are garbage (and they are more than
+/// half of it).
+const MIN_GARBAGE: usize = 4096;
 
 impl FilesCache {
     /// An empty cache. `ttl` is `BORG_FILES_CACHE_TTL` (borg's default 20).
@@ -144,7 +184,9 @@ impl FilesCache {
         FilesCache {
             mode,
             ttl,
-            entries: HashMap::default(),
+            entries: IdTable::default(),
+            ids: Vec::new(),
+            garbage: 0,
             newest_cmtime: None,
         }
     }
@@ -167,12 +209,22 @@ impl FilesCache {
         while !d.is_empty() {
             let v = d.next_value().map_err(|e| corrupt(&e.to_string()))?;
             let (hash, entry) = decode_pair(&v).ok_or_else(|| corrupt("bad entry"))?;
-            let entry = FileCacheEntry {
-                age: entry.age.saturating_add(1),
-                ..entry
-            };
-            cache.entries.insert(hash, entry);
+            cache
+                .put(
+                    hash,
+                    Slot {
+                        age: entry.age.saturating_add(1),
+                        inode: entry.inode,
+                        size: entry.size,
+                        cmtime: entry.cmtime,
+                        start: 0,
+                        len: 0,
+                    },
+                    &entry.chunk_ids,
+                )
+                .ok_or_else(|| corrupt("too many chunk ids"))?;
         }
+        cache.ids.shrink_to_fit();
         Ok(cache)
     }
 
@@ -183,7 +235,47 @@ impl FilesCache {
 
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
+    }
+
+    /// Stores an entry with these chunk ids (replacing any under the same hash). `None` when
+    /// a file has more chunk ids than an entry can count (then nothing is stored).
+    fn put(&mut self, hash: ObjectId, mut slot: Slot, chunk_ids: &[ObjectId]) -> Option<()> {
+        let Ok(len) = u32::try_from(chunk_ids.len()) else {
+            if let Some(old) = self.entries.remove(&hash) {
+                self.garbage += old.len as usize;
+            }
+            return None;
+        };
+        if self.ids.capacity() - self.ids.len() < chunk_ids.len() {
+            let grow = chunk_ids
+                .len()
+                .max(self.ids.len() / 4)
+                .max(MIN_ARENA_GROWTH);
+            self.ids.reserve_exact(grow);
+        }
+        slot.start = self.ids.len();
+        slot.len = len;
+        self.ids.extend_from_slice(chunk_ids);
+        if let Some(old) = self.entries.insert(hash, slot) {
+            self.garbage += old.len as usize;
+            if self.garbage > MIN_GARBAGE && self.garbage > self.ids.len() / 2 {
+                self.compact();
+            }
+        }
+        Some(())
+    }
+
+    /// Rewrites the arena with only the ids entries refer to.
+    fn compact(&mut self) {
+        let mut ids = Vec::with_capacity(self.ids.len() - self.garbage);
+        for slot in self.entries.values_mut() {
+            let start = ids.len();
+            ids.extend_from_slice(&self.ids[slot.start..slot.start + slot.len as usize]);
+            slot.start = start;
+        }
+        self.ids = ids;
+        self.garbage = 0;
     }
 
     /// Looks a regular file up (`file_known_and_unchanged`). An unchanged entry is refreshed
@@ -205,7 +297,7 @@ impl FilesCache {
         }
         e.inode = st.inode;
         e.age = 0;
-        FileStatus::Unchanged(e.chunk_ids.clone())
+        FileStatus::Unchanged(self.ids[e.start..e.start + e.len as usize].to_vec())
     }
 
     /// Remembers a file after it was read unchanged (`memorize_file`).
@@ -218,17 +310,18 @@ impl FilesCache {
         } else {
             st.ctime
         };
-        self.entries.insert(
-            path_hash,
-            FileCacheEntry {
-                age: 0,
-                inode: st.inode,
-                size: st.size,
-                cmtime,
-                chunk_ids,
-            },
-        );
-        self.newest_cmtime = Some(self.newest_cmtime.map_or(cmtime, |n| n.max(cmtime)));
+        let slot = Slot {
+            age: 0,
+            inode: st.inode,
+            size: st.size,
+            cmtime,
+            start: 0,
+            len: 0,
+        };
+        // A file of more than 2^32 chunks is simply not remembered (it is read next time).
+        if self.put(path_hash, slot, &chunk_ids).is_some() {
+            self.newest_cmtime = Some(self.newest_cmtime.map_or(cmtime, |n| n.max(cmtime)));
+        }
     }
 
     /// Writes the cache, keeping what borg keeps: entries confirmed this run whose time is
@@ -240,17 +333,18 @@ impl FilesCache {
         }
         let bound = self.newest_cmtime.unwrap_or(i64::MAX);
         let mut payload = Vec::new();
-        for (hash, e) in &self.entries {
+        for (hash, e) in self.entries.iter() {
             let keep = (e.age == 0 && e.cmtime < bound) || (e.age > 0 && e.age < self.ttl);
             if keep {
-                msgpack::encode_into(&encode_pair(hash, e), &mut payload);
+                let ids = &self.ids[e.start..e.start + e.len as usize];
+                msgpack::encode_into(&encode_pair(hash, e, ids), &mut payload);
             }
         }
         write_atomically(path, MAGIC, &payload)
     }
 }
 
-fn encode_pair(hash: &ObjectId, e: &FileCacheEntry) -> Value {
+fn encode_pair(hash: &ObjectId, e: &Slot, chunk_ids: &[ObjectId]) -> Value {
     Value::Array(vec![
         Value::bytes(hash),
         Value::Array(vec![
@@ -258,7 +352,7 @@ fn encode_pair(hash: &ObjectId, e: &FileCacheEntry) -> Value {
             e.inode.into(),
             e.size.into(),
             e.cmtime.into(),
-            Value::Array(e.chunk_ids.iter().map(|i| Value::bytes(i)).collect()),
+            Value::Array(chunk_ids.iter().map(|i| Value::bytes(i)).collect()),
         ]),
     ])
 }
@@ -370,5 +464,57 @@ mod tests {
         assert!(FilesCache::load(&p, FilesCacheMode::disabled(), 3)
             .expect("load")
             .is_empty());
+    }
+
+    #[test]
+    fn replaced_entries_keep_their_own_ids_through_compaction() {
+        let mut fc = FilesCache::new(FilesCacheMode::default(), 20);
+        let ids = |i: u32, round: u32, n: u32| -> Vec<ObjectId> {
+            (0..n)
+                .map(|j| {
+                    let mut id = [0u8; 32];
+                    id[..4].copy_from_slice(&i.to_le_bytes());
+                    id[4..8].copy_from_slice(&round.to_le_bytes());
+                    id[8..12].copy_from_slice(&j.to_le_bytes());
+                    id
+                })
+                .collect()
+        };
+        let hash = |i: u32| {
+            let mut h = [0xffu8; 32];
+            h[..4].copy_from_slice(&i.to_le_bytes());
+            h
+        };
+        // Rewrite 1000 files of 1..=5 chunks ten times: the garbage passes MIN_GARBAGE and
+        // the arena is compacted on the way.
+        for round in 0..10 {
+            for i in 0..1000u32 {
+                fc.memorize(hash(i), &st(i as u64, 1, 100, 0), ids(i, round, i % 5 + 1));
+            }
+        }
+        assert_eq!(fc.len(), 1000);
+        assert!(fc.garbage <= MIN_GARBAGE.max(fc.ids.len() / 2));
+        assert!(fc.ids.len() - fc.garbage == (0..1000).map(|i| i % 5 + 1).sum::<u32>() as usize);
+        for i in 0..1000u32 {
+            assert_eq!(
+                fc.lookup(&hash(i), &st(i as u64, 1, 100, 0)),
+                FileStatus::Unchanged(ids(i, 9, i % 5 + 1))
+            );
+        }
+        // And through a save and a load (the last entry has the newest ctime: give it a newer
+        // one so the others are kept).
+        fc.memorize(hash(5000), &st(5000, 1, 200, 0), vec![]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("rborg-files");
+        fc.save(&p).expect("save");
+        let mut fc = FilesCache::load(&p, FilesCacheMode::default(), 20).expect("load");
+        assert_eq!(fc.len(), 1000);
+        assert_eq!(fc.ids.len(), fc.ids.capacity());
+        for i in (0..1000u32).step_by(7) {
+            assert_eq!(
+                fc.lookup(&hash(i), &st(i as u64, 1, 100, 0)),
+                FileStatus::Unchanged(ids(i, 9, i % 5 + 1))
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@ mod chunk_index;
 mod files_cache;
 mod store;
 pub mod sync;
+mod table;
 
 pub use chunk_index::{ChunkEntry, ChunkIndex, ChunkStats, SizeMismatch, MAX_REFCOUNT};
 pub use files_cache::{FileCacheEntry, FileStat, FileStatus, FilesCache, FilesCacheMode};

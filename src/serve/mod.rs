@@ -159,9 +159,12 @@ fn failure_of(e: &RepositoryError) -> RpcFailure {
             false,
         ),
         E::AppendOnly(_) => return RpcFailure::builtin("ValueError", &short),
-        E::Remote { class, message } => {
+        // A message that is already Python's `Class: text` line (from a server behind this
+        // one) travels as it is; a bare one is formatted as Python formats a builtin error.
+        E::Remote { class, message } if message.starts_with(&format!("{class}: ")) => {
             return RpcFailure::new(class, vec![s(message)], message.clone(), true)
         }
+        E::Remote { class, message } => return RpcFailure::builtin(class, message),
         _ => ("Error", vec![s(&short)], false),
     };
     RpcFailure::new(class, args, short, trace)
@@ -485,10 +488,18 @@ impl<'a> Server<'a> {
         let flag =
             |name: &str, default: bool| args.get(name).and_then(Value::as_bool).unwrap_or(default);
         let create = flag("create", false);
+        // `exclusive` defaults to None in borg's `RepositoryServer.open`: an old client (or one
+        // that leaves it out) gets a shared lock that `prepare_txn` upgrades on the first write.
+        let exclusive = match args.get("exclusive") {
+            None | Some(Value::Nil) => None,
+            Some(Value::Int(i)) => Some(*i != 0),
+            Some(v) => Some(v.as_bool().unwrap_or(true)),
+        };
         let options = OpenOptions {
             create,
             lock: flag("lock", true),
-            exclusive: flag("exclusive", false),
+            exclusive: exclusive.unwrap_or(false),
+            upgrade_lock: exclusive.is_none(),
             lock_wait: args.get("lock_wait").and_then(Value::as_f64),
             // borg: `(not create and self.append_only) or append_only`
             append_only: (!create && self.options.append_only) || flag("append_only", false),

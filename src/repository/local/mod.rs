@@ -1308,25 +1308,35 @@ impl Repository for LocalRepository {
         };
         let mut result = Vec::new();
         let segs = self.io()?.segments();
+        let index = self.index.as_ref();
+        let Some(io) = self.io.as_mut() else {
+            return Ok(result);
+        };
         for (seg, _) in segs.into_iter().filter(|(s, _)| *s >= start_seg) {
             // Headers only, no CRC checks (borg's `scan`): a damaged payload is still listed; a
-            // bad header ends the segment, the entries before it still count.
-            let (entries, _) = self.io()?.list_objects(seg, start_offset);
-            // Borg drops the marker's entry only once one was read, so a failure right at the
-            // marker carries its offset into the next segment.
-            let skip_first = start_offset > 0 && !entries.is_empty();
-            if skip_first {
-                start_offset = 0;
-            }
-            for e in entries.into_iter().skip(usize::from(skip_first)) {
-                let Some(key) = e.key else { continue };
-                let current = self.index.as_ref().and_then(|i| i.get(&key));
+            // bad header ends the segment, the entries before it still count. The listing
+            // stops as soon as `limit` ids are found.
+            let mut full = false;
+            let _ = io.visit_objects(seg, start_offset, &mut |e| {
+                // Borg drops the marker's entry only once one was read, so a failure right at
+                // the marker carries its offset into the next segment.
+                if start_offset > 0 {
+                    start_offset = 0;
+                    return true;
+                }
+                let Some(key) = e.key else { return true };
+                let current = index.and_then(|i| i.get(&key));
                 if e.tag == TAG_PUT && current == Some((seg as u32, e.offset as u32)) {
                     result.push(key);
                     if limit.is_some_and(|l| result.len() == l as usize) {
-                        return Ok(result);
+                        full = true;
+                        return false;
                     }
                 }
+                true
+            });
+            if full {
+                return Ok(result);
             }
         }
         Ok(result)

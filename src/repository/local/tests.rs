@@ -515,3 +515,43 @@ fn scan_lists_entries_with_damaged_data() {
     assert_eq!(repo.scan(None, None).unwrap(), vec![id(1)]);
     repo.close().unwrap();
 }
+
+#[test]
+fn scan_pages_stop_at_the_limit_and_resume_after_the_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    // One big segment holding everything, so each page ends in the middle of it.
+    let big = LocalSettings {
+        new_segment_limits: None,
+        ..settings()
+    };
+    let mut repo = LocalRepository::create(&path, &exclusive(), &big).unwrap();
+    for n in 0..60u8 {
+        repo.put(&id(n), vec![n; 300 + n as usize]).unwrap();
+    }
+    // Superseded and deleted entries sit between the current ones and are not listed.
+    for n in (0..60u8).step_by(7) {
+        repo.put(&id(n), vec![n; 10]).unwrap();
+    }
+    for n in (3..60u8).step_by(11) {
+        repo.delete(&id(n)).unwrap();
+    }
+    repo.commit(CommitOptions::default()).unwrap();
+    let all = repo.scan(None, None).unwrap();
+    assert_eq!(all.len(), 60 - (3..60).step_by(11).count());
+    for limit in [1u32, 2, 7, 100] {
+        let mut paged = Vec::new();
+        let mut marker: Option<ObjectId> = None;
+        loop {
+            let page = repo.scan(Some(limit), marker.as_ref()).unwrap();
+            assert!(page.len() <= limit as usize);
+            if page.is_empty() {
+                break;
+            }
+            marker = page.last().copied();
+            paged.extend(page);
+        }
+        assert_eq!(paged, all, "pages of {limit}");
+    }
+    repo.close().unwrap();
+}

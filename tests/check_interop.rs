@@ -562,3 +562,81 @@ fn remote_check_over_sshd() {
         "borg check after remote repair",
     );
 }
+
+/// The item chunk ids of `archive`.
+fn item_chunk_ids(scratch: &Scratch, repo: &str, archive: &str) -> Vec<ObjectId> {
+    let mut s = session(scratch, repo);
+    let id = s.opened.manifest.archive(archive).unwrap().id;
+    let env = s.repository.get(&id).unwrap();
+    let meta = rborg::msgpack::decode(&decrypt(&s, &id, &env)).unwrap();
+    let ids = meta
+        .get("items")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_bytes().unwrap().try_into().unwrap())
+        .collect();
+    s.close().unwrap();
+    ids
+}
+
+#[test]
+fn repaired_item_stream_is_the_one_borg_repair_writes() {
+    let peer = borg14();
+    let a = Scratch::new();
+    let repo_a = a.path("repo");
+    borg_init(&peer, &a, &repo_a, "repokey-blake2");
+    // Enough files for an item stream of several items-chunker pieces (~1 MB of metadata).
+    let src = a.path("src");
+    for d in 0..40 {
+        let dir = src.join(format!("directory-{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..150 {
+            std::fs::write(dir.join(format!("file-{f:03}.txt")), format!("{d}/{f}\n")).unwrap();
+        }
+    }
+    let lines: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(src.join("text"), lines).unwrap();
+    let r_a = repo_a.to_str().unwrap().to_string();
+    borg_ok(
+        &peer,
+        &a,
+        &["create", &format!("{r_a}::a1"), src.to_str().unwrap()],
+    );
+    let before = item_chunk_ids(&a, &r_a, "a1");
+    {
+        let mut s = session(&a, &r_a);
+        let id = file_chunk(&mut s, "a1", "/text");
+        s.repository.delete(&id).unwrap();
+        s.repository.commit(CommitOptions::default()).unwrap();
+        s.close().unwrap();
+    }
+    // The same damage in a second repository with its own borg base dir.
+    let b = Scratch::new();
+    let repo_b = b.path("repo");
+    let cp = Command::new("cp")
+        .args(["-a", &r_a, repo_b.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let r_b = repo_b.to_str().unwrap().to_string();
+    let o = borg(&peer, &a, &["check", "--repair", &r_a]);
+    assert!(
+        text(&o).contains("Replacing with all-zero chunk"),
+        "{}",
+        text(&o)
+    );
+    let o = rborg(&b, &["check", "-v", "--repair", &r_b]);
+    assert_rc(&o, 0, "rborg check --repair");
+    let by_borg = item_chunk_ids(&a, &r_a, "a1");
+    let by_rborg = item_chunk_ids(&b, &r_b, "a1");
+    assert!(by_borg.len() >= 3, "a multi-piece item stream");
+    assert_ne!(by_borg, before, "the repair rewrote the item stream");
+    assert_eq!(
+        by_rborg, by_borg,
+        "rborg's repair cut the stream as borg's did"
+    );
+    let o = borg(&peer, &b, &["check", "-v", "--verify-data", &r_b]);
+    assert_rc(&o, 0, "borg check after rborg repair");
+}

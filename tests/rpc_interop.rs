@@ -831,6 +831,7 @@ fn replay_session(world: &World, shim: &Path, recorded: &[(Vec<u8>, Value)], rec
         create: arg(open, "create").as_bool().expect("bool"),
         lock: arg(open, "lock").as_bool().expect("bool"),
         exclusive: arg(open, "exclusive").as_bool().expect("bool"),
+        upgrade_lock: false,
         lock_wait: arg(open, "lock_wait").as_f64(),
         append_only: arg(open, "append_only").as_bool().expect("bool"),
         make_parent_dirs: arg(open, "make_parent_dirs").as_bool().expect("bool"),

@@ -1,13 +1,19 @@
 //! Real borg 1.2.4 and 1.4.5 clients talk to `rborg serve` through a real sshd on loopback
 //! (`--remote-path "rborg serve"`): init, create, list, extract, prune, compact and
 //! check --verify-data all succeed, and the repository rborg wrote passes borg's own local check.
+//! Scripted RPC sessions (rborg's client over a pipe) run against both `rborg serve` and
+//! borg 1.4.5's `borg serve` and must see the same outcomes: the old-client lock upgrade
+//! (`open` with `exclusive=None`) and `commit` without a transaction.
 
 mod common;
 
 use std::fs;
-use std::path::Path;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
-use common::{borg, borg_ok, Peer, Scratch, Sshd};
+use common::{borg, borg_ok, open_pipe, Peer, Scratch, Sshd};
+use rborg::repository::{CommitOptions, OpenOptions, Repository, RepositoryError};
 
 const RBORG: &str = env!("CARGO_BIN_EXE_rborg");
 
@@ -193,4 +199,211 @@ fn restrict_to_path_and_append_only_are_enforced() {
         "append-only mode keeps a transaction log"
     );
     borg_ok(&peer, &scratch, &["check", repo.to_str().expect("utf-8")]);
+}
+
+/// The servers a scripted session runs against: borg 1.4.5's own and rborg's.
+fn servers() -> Vec<Peer> {
+    vec![
+        common::borg14(),
+        Peer {
+            name: "rborg",
+            borg: PathBuf::from(RBORG),
+        },
+    ]
+}
+
+/// An outcome as comparable text: "ok", or the error's kind and message.
+fn outcome<T>(r: Result<T, RepositoryError>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(RepositoryError::LockTimeout(_)) => "LockTimeout".into(),
+        Err(RepositoryError::Remote { class, message }) => format!("{class}: {}", message.trim()),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// A borg 1.4.5 process holding a shared lock on `repo` until dropped.
+struct SharedLockHolder(std::process::Child);
+
+impl SharedLockHolder {
+    fn start(scratch: &Scratch, repo: &Path) -> SharedLockHolder {
+        let python = common::borg14().borg.with_file_name("python");
+        let script = "import sys\n\
+            from borg.logger import setup_logging\n\
+            setup_logging()\n\
+            from borg.repository import Repository\n\
+            r = Repository(sys.argv[1], exclusive=False, lock_wait=5)\n\
+            r.__enter__()\n\
+            print('held', flush=True)\n\
+            sys.stdin.read()\n\
+            r.close()\n";
+        let mut child = Command::new(&python)
+            .args(["-c", script, repo.to_str().expect("utf-8")])
+            .envs(scratch.borg_env())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line.trim(), "held", "borg could not take the shared lock");
+        SharedLockHolder(child)
+    }
+
+    fn release(mut self) {
+        drop(self.0.stdin.take());
+        let status = self.0.wait().expect("wait");
+        assert!(status.success(), "lock holder failed: {status}");
+    }
+}
+
+impl Drop for SharedLockHolder {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Whether borg 1.4.5 can take a shared lock on `repo` within half a second.
+fn reader_gets_lock(scratch: &Scratch, repo: &Path) -> bool {
+    let out = borg(
+        &common::borg14(),
+        scratch,
+        &["--lock-wait", "0", "list", repo.to_str().expect("utf-8")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || err.contains("Failed to create/acquire the lock"),
+        "borg list failed for another reason: {err}"
+    );
+    out.status.success()
+}
+
+/// One old-client session (`exclusive=None`) against `server`; returns the outcomes.
+fn old_client_session(server: &Peer) -> Vec<String> {
+    let scratch = Scratch::new();
+    let repo = scratch.path("repo");
+    common::borg_init(&common::borg14(), &scratch, &repo, "none");
+    let mut log = Vec::new();
+    let old_client = OpenOptions {
+        exclusive: false,
+        upgrade_lock: true,
+        lock_wait: Some(1.0),
+        ..OpenOptions::default()
+    };
+    let id = [0x5a; 32];
+    // Another reader holds a shared lock: an old client still opens (shared + shared) ...
+    let holder = SharedLockHolder::start(&scratch, &repo);
+    let mut r = open_pipe(server, &scratch, &repo, &old_client).expect("open");
+    log.push(format!(
+        "reader while open: {}",
+        reader_gets_lock(&scratch, &repo)
+    ));
+    // ... but its first write has to upgrade, which waits for the reader and times out.
+    log.push(format!(
+        "put beside a reader: {}",
+        outcome(r.put(&id, b"data".to_vec()).and_then(|_| r.flush()))
+    ));
+    holder.release();
+    log.push(format!(
+        "put alone: {}",
+        outcome(r.put(&id, b"data".to_vec()).and_then(|_| r.flush()))
+    ));
+    // Upgraded: readers are locked out until the session ends.
+    log.push(format!(
+        "reader after upgrade: {}",
+        reader_gets_lock(&scratch, &repo)
+    ));
+    log.push(format!(
+        "commit: {}",
+        outcome(r.commit(CommitOptions::default()))
+    ));
+    log.push(format!(
+        "reader after commit: {}",
+        reader_gets_lock(&scratch, &repo)
+    ));
+    log.push(format!(
+        "get: {}",
+        outcome(r.get(&id).map(|d| assert_eq!(d, b"data")))
+    ));
+    r.close().expect("close");
+    log.push(format!(
+        "reader after close: {}",
+        reader_gets_lock(&scratch, &repo)
+    ));
+    // A new client asking for a shared lock may not write at all.
+    let shared = OpenOptions {
+        lock_wait: Some(1.0),
+        ..OpenOptions::default()
+    };
+    let mut r = open_pipe(server, &scratch, &repo, &shared).expect("open");
+    log.push(format!(
+        "shared put: {}",
+        outcome(r.put(&[1; 32], b"x".to_vec()).and_then(|_| r.flush()))
+    ));
+    r.close().expect("close");
+    common::borg_check_repository(&common::borg14(), &scratch, &repo);
+    log
+}
+
+#[test]
+fn old_client_lock_upgrade_matches_borg_serve() {
+    let results: Vec<Vec<String>> = servers().iter().map(old_client_session).collect();
+    let expected = vec![
+        "reader while open: true",
+        "put beside a reader: LockTimeout",
+        "put alone: ok",
+        "reader after upgrade: false",
+        "commit: ok",
+        "reader after commit: false",
+        "get: ok",
+        "reader after close: true",
+        "shared put: AssertionError: AssertionError: bug in code, exclusive lock should exist here",
+    ];
+    assert_eq!(results[0], expected, "borg serve");
+    assert_eq!(results[1], expected, "rborg serve");
+}
+
+/// Bare commits (no put or delete before them) against `server`; returns the outcomes.
+fn bare_commit_session(server: &Peer) -> Vec<String> {
+    let scratch = Scratch::new();
+    let repo = scratch.path("repo");
+    common::borg_init(&common::borg14(), &scratch, &repo, "none");
+    let exclusive = OpenOptions {
+        exclusive: true,
+        ..OpenOptions::default()
+    };
+    let mut r = open_pipe(server, &scratch, &repo, &exclusive).expect("open");
+    let mut log = Vec::new();
+    let commit = |r: &mut dyn Repository| outcome(r.commit(CommitOptions::default()));
+    log.push(format!("fresh: {}", commit(&mut r)));
+    let manifest = r.get(&[0; 32]).expect("manifest");
+    log.push(format!("after a read: {}", commit(&mut r)));
+    r.put(&[0; 32], manifest).expect("put");
+    log.push(format!("after a put: {}", commit(&mut r)));
+    log.push(format!("again: {}", commit(&mut r)));
+    r.close().expect("close");
+    common::borg_check_repository(&common::borg14(), &scratch, &repo);
+    log
+}
+
+#[test]
+fn commit_without_transaction_matches_borg_serve() {
+    let results: Vec<Vec<String>> = servers().iter().map(bare_commit_session).collect();
+    let size = "AttributeError: AttributeError: 'NoneType' object has no attribute 'size'";
+    let segments =
+        "AttributeError: AttributeError: 'Repository' object has no attribute 'segments'";
+    let expected = vec![
+        format!("fresh: {size}"),
+        format!("after a read: {segments}"),
+        "after a put: ok".to_string(),
+        format!("again: {size}"),
+    ];
+    assert_eq!(results[0], expected, "borg serve");
+    assert_eq!(results[1], expected, "rborg serve");
 }

@@ -16,7 +16,9 @@ pub mod verify;
 
 use std::collections::{HashMap, HashSet};
 
+use crate::archive::writer::ITEM_BUFFER_SIZE;
 use crate::archive::{ChunkRef, Item};
+use crate::chunker::{BuzhashParams, SliceCuts};
 use crate::crypto::nonces::NonceManager;
 use crate::crypto::tam::{TamContext, TamStatus};
 use crate::crypto::Key;
@@ -60,8 +62,66 @@ const REQUIRED_ARCHIVE_KEYS: [&str; 5] = ["cmdline", "items", "name", "time", "v
 /// How many item chunks are requested together.
 const ITEM_FETCH_WINDOW: usize = 64;
 
-/// Size of the pieces a rewritten item stream is cut into.
-const ITEM_STREAM_PIECE: usize = 128 * 1024;
+/// The item stream of a repaired archive, cut as borg's `ChunkBuffer` (the same buffer `borg
+/// create` uses, [`crate::archive::ItemBuffer`]) cuts it: msgpacked items collect in a buffer;
+/// once it holds more than [`ITEM_BUFFER_SIZE`] it is cut with the items chunker
+/// (`ITEMS_CHUNKER_PARAMS`, seeded with the key's `chunk_seed`) and all but the last piece are
+/// stored; the end cuts and stores everything. So a repaired archive's item chunks are the
+/// ones borg's `check --repair` writes for the same items.
+struct ItemChunker {
+    buffer: Vec<u8>,
+    seed: i64,
+}
+
+impl ItemChunker {
+    fn new(key: &Key) -> Self {
+        ItemChunker {
+            buffer: Vec::new(),
+            seed: key.chunk_seed() as i64,
+        }
+    }
+
+    /// Appends one item; returns the pieces that are ready to be stored.
+    fn add(&mut self, item: &Item) -> Vec<Vec<u8>> {
+        crate::msgpack::encode_into(&item.to_value(), &mut self.buffer);
+        if self.buffer.len() > ITEM_BUFFER_SIZE {
+            self.cut(false)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The remaining pieces (`flush(flush=True)`).
+    fn finish(mut self) -> Vec<Vec<u8>> {
+        self.cut(true)
+    }
+
+    /// `ChunkBuffer.flush`: unless `all`, the last piece stays buffered when there are
+    /// several.
+    fn cut(&mut self, all: bool) -> Vec<Vec<u8>> {
+        if self.buffer.is_empty() {
+            return Vec::new();
+        }
+        let cuts: Vec<usize> = match SliceCuts::new(&self.buffer, self.seed, BuzhashParams::ITEMS) {
+            Ok(c) => c.collect(),
+            // The items parameters are constants the chunker accepts.
+            Err(_) => vec![self.buffer.len()],
+        };
+        let store = if !all && cuts.len() > 1 {
+            cuts.len() - 1
+        } else {
+            cuts.len()
+        };
+        let mut pieces = Vec::with_capacity(store);
+        let mut offset = 0;
+        for &len in &cuts[..store] {
+            pieces.push(self.buffer[offset..offset + len].to_vec());
+            offset += len;
+        }
+        self.buffer.drain(..offset);
+        pieces
+    }
+}
 
 /// Why the archive check could not run to its end (problems it finds are not errors).
 #[derive(Debug, thiserror::Error)]
@@ -808,16 +868,15 @@ impl Checker<'_> {
                 self.add_reference(archive_id, data.len() as u64, envelope.len() as u64, None)?;
                 continue;
             }
-            let mut stream = Vec::new();
+            let mut chunker = ItemChunker::new(self.key);
             let mut new_item_ids = Vec::new();
             for item in &items {
-                crate::msgpack::encode_into(&item.to_value(), &mut stream);
-                if stream.len() >= ITEM_STREAM_PIECE {
-                    self.write_item_piece(&mut stream, &mut new_item_ids)?;
+                for piece in chunker.add(item) {
+                    new_item_ids.push(self.write_item_piece(&piece)?);
                 }
             }
-            if !stream.is_empty() {
-                self.write_item_piece(&mut stream, &mut new_item_ids)?;
+            for piece in chunker.finish() {
+                new_item_ids.push(self.write_item_piece(&piece)?);
             }
             for id in &item_ids {
                 self.mark_as_possibly_superseded(id);
@@ -853,17 +912,12 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn write_item_piece(
-        &mut self,
-        stream: &mut Vec<u8>,
-        ids: &mut Vec<ObjectId>,
-    ) -> Result<(), CheckError> {
-        let piece = std::mem::take(stream);
-        let id = self.key.id_hash(&piece);
-        let (csize, env) = self.seal(&piece)?;
+    /// Stores one piece of a rewritten item stream (borg's `add_callback`); returns its id.
+    fn write_item_piece(&mut self, piece: &[u8]) -> Result<ObjectId, CheckError> {
+        let id = self.key.id_hash(piece);
+        let (csize, env) = self.seal(piece)?;
         self.add_reference(id, piece.len() as u64, csize as u64, env)?;
-        ids.push(id);
-        Ok(())
+        Ok(id)
     }
 
     fn remove_archive(&mut self, manifest: &mut Manifest, name: &str) {

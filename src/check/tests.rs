@@ -227,3 +227,59 @@ fn orphans_and_lost_manifest() {
     let (r, _) = w.check(false, false);
     assert!(!r.error_found, "{r:?}");
 }
+
+#[test]
+fn rewritten_item_stream_is_cut_like_borg_create_cuts_it() {
+    use crate::archive::writer::{ChunkStore, ItemBuffer, Stats};
+    use crate::cache::ChunkIndex;
+    use crate::compress::CompressionSpec;
+    use crate::pipeline::ParallelOptions;
+    let key = Key::generate(KeyType::Repokey, &[3; 32]).unwrap();
+    assert_ne!(key.chunk_seed(), 0, "a seeded key, so the seed matters");
+    let items: Vec<Item> = (0..230_000u32)
+        .map(|i| Item {
+            path: format!("home/user/dir-{}/file-{i}", i % 97).into_bytes(),
+            mode: Some(0o100644),
+            mtime: i as i64 * 1_000_000_007,
+            size: Some(i as u64 * 13),
+            chunks: Some(vec![]),
+            ..Item::default()
+        })
+        .collect();
+    // What `create` stores for these items.
+    let mut repo = MemRepo::default();
+    let mut nonces = NonceManager::new(0, None);
+    let mut index = ChunkIndex::new();
+    let mut store = ChunkStore::new(
+        &mut repo,
+        &key,
+        &mut nonces,
+        &mut index,
+        CompressionSpec::Lz4,
+        ParallelOptions::default(),
+    );
+    let mut buffer = ItemBuffer::new();
+    let mut meta = Stats::default();
+    for item in &items {
+        buffer.add(item, &mut store, &mut meta).unwrap();
+    }
+    buffer.flush(&mut store, &mut meta, true).unwrap();
+    // What repair stores for them.
+    let mut chunker = ItemChunker::new(&key);
+    let mut pieces = Vec::new();
+    for item in &items {
+        pieces.extend(chunker.add(item));
+    }
+    pieces.extend(chunker.finish());
+    let ids: Vec<ObjectId> = pieces.iter().map(|p| key.id_hash(p)).collect();
+    assert_eq!(ids, buffer.chunks);
+    // Over 8 MiB of metadata: cut while adding, in pieces between the items chunker's
+    // 32 KiB minimum and 512 KiB maximum rather than fixed 128 KiB pieces.
+    let total: usize = pieces.iter().map(Vec::len).sum();
+    assert!(total > ITEM_BUFFER_SIZE, "{total}");
+    let sizes: HashSet<usize> = pieces.iter().map(Vec::len).collect();
+    assert!(sizes.len() > pieces.len() / 2, "sizes vary: {sizes:?}");
+    for p in &pieces[..pieces.len() - 1] {
+        assert!((1 << 15..=1 << 19).contains(&p.len()), "{}", p.len());
+    }
+}

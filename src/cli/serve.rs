@@ -1,6 +1,7 @@
 //! `rborg serve`: borg's RPC server on stdin/stdout over the native local repository, for
 //! `--remote-path "rborg serve"` or an `authorized_keys` `command=` line.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -61,8 +62,16 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<Outcome, CliError> {
     let opener = LocalOpener {
         settings: LocalSettings::from_env(&ctx.env),
     };
-    let stdin = std::io::stdin().lock();
-    let stdout = std::io::stdout().lock();
+    // The server reads and writes whole messages itself and flushes after every reply, so
+    // it talks to the raw descriptors: std's stdout is line-buffered and would scan each
+    // reply (objects of up to 20 MiB) for newlines and split it into several writes.
+    let raw = |fd: std::os::fd::BorrowedFd<'_>, what: &str| {
+        fd.try_clone_to_owned()
+            .map(std::fs::File::from)
+            .map_err(|e| CliError::error(format!("serve: cannot use {what}: {e}")))
+    };
+    let stdin = raw(std::io::stdin().as_fd(), "stdin")?;
+    let stdout = raw(std::io::stdout().as_fd(), "stdout")?;
     let stderr = std::io::stderr();
     match Server::new(options, &opener).run(stdin, stdout, stderr) {
         Ok(()) => Ok(Outcome::Success),

@@ -58,6 +58,7 @@ pub fn init(
         create: true,
         lock: true,
         exclusive: true,
+        upgrade_lock: false,
         lock_wait: Some(request.lock_wait),
         append_only: request.append_only,
         make_parent_dirs: request.make_parent_dirs,

@@ -32,6 +32,11 @@ pub struct OpenOptions {
     pub lock: bool,
     /// Take the exclusive (writer) lock instead of a shared one.
     pub exclusive: bool,
+    /// Borg's `exclusive=None`, what a client older than borg 1.0's lock rework sends (or a
+    /// client that leaves the argument out): take the shared lock, and upgrade it to the
+    /// exclusive one when a transaction starts (`Repository.prepare_txn`). Only meaningful
+    /// with `exclusive: false`; without it a write under a shared lock is refused.
+    pub upgrade_lock: bool,
     /// Seconds to wait for the lock; `None` waits forever. Borg's default is 1.
     pub lock_wait: Option<f64>,
     /// Make a new repository append-only (`borg init --append-only`).
@@ -46,6 +51,7 @@ impl Default for OpenOptions {
             create: false,
             lock: true,
             exclusive: false,
+            upgrade_lock: false,
             lock_wait: Some(1.0),
             append_only: false,
             make_parent_dirs: false,

@@ -44,6 +44,16 @@ fn ids_from(value: Value, method: &str) -> Result<Vec<ObjectId>, RepositoryError
         .collect()
 }
 
+/// `exclusive` as borg's `open` takes it: `None` asks the server for a shared lock that it
+/// upgrades when a transaction starts (what old clients relied on).
+fn exclusive_value(options: &OpenOptions) -> Value {
+    if options.upgrade_lock && !options.exclusive {
+        Value::Nil
+    } else {
+        Value::Bool(options.exclusive)
+    }
+}
+
 /// borg's client sends `--lock-wait` as an int; keep whole numbers ints on the wire.
 fn lock_wait_value(lock_wait: Option<f64>) -> Value {
     match lock_wait {
@@ -113,7 +123,7 @@ impl RemoteRepository {
                 ("create", Value::Bool(options.create)),
                 ("lock_wait", lock_wait_value(options.lock_wait)),
                 ("lock", Value::Bool(options.lock)),
-                ("exclusive", Value::Bool(options.exclusive)),
+                ("exclusive", exclusive_value(options)),
                 ("append_only", Value::Bool(options.append_only)),
                 ("make_parent_dirs", Value::Bool(options.make_parent_dirs)),
             ],

@@ -159,9 +159,12 @@ fn failure_of(e: &RepositoryError) -> RpcFailure {
             false,
         ),
         E::AppendOnly(_) => return RpcFailure::builtin("ValueError", &short),
-        E::Remote { class, message } => {
+        // A message that is already Python's `Class: text` line (from a server behind this
+        // one) travels as it is; a bare one is formatted as Python formats a builtin error.
+        E::Remote { class, message } if message.starts_with(&format!("{class}: ")) => {
             return RpcFailure::new(class, vec![s(message)], message.clone(), true)
         }
+        E::Remote { class, message } => return RpcFailure::builtin(class, message),
         _ => ("Error", vec![s(&short)], false),
     };
     RpcFailure::new(class, args, short, trace)
@@ -198,6 +201,18 @@ fn compat_names(method: &str) -> &'static [&'static str] {
     }
 }
 
+/// Removes the entry `name` from a map and returns its value, so large values (a `put`'s
+/// object) move instead of being copied.
+fn take_entry(map: &mut Value, name: &str) -> Option<Value> {
+    let Value::Map(entries) = map else {
+        return None;
+    };
+    let at = entries
+        .iter()
+        .position(|(k, _)| k.as_bytes() == Some(name.as_bytes()))?;
+    Some(entries.swap_remove(at).1)
+}
+
 fn parse_request(v: Value) -> Result<Request, ServeError> {
     match v {
         Value::Map(_) => {
@@ -207,7 +222,9 @@ fn parse_request(v: Value) -> Result<Request, ServeError> {
                 .and_then(Value::as_str)
                 .ok_or(ServeError::UnexpectedData)?
                 .to_string();
-            let args = v.get("a").cloned().unwrap_or(Value::Map(Vec::new()));
+            // Moved, not cloned: a `put` carries its object here.
+            let mut v = v;
+            let args = take_entry(&mut v, "a").unwrap_or(Value::Map(Vec::new()));
             Ok(Request {
                 msgid,
                 method,
@@ -223,12 +240,15 @@ fn parse_request(v: Value) -> Result<Request, ServeError> {
                 .ok_or(ServeError::UnexpectedData)?;
             let msgid = a.pop().unwrap_or(Value::Nil);
             let names = compat_names(&method);
-            let values = positional.as_array().unwrap_or(&[]);
+            let values = match positional {
+                Value::Array(values) => values,
+                _ => Vec::new(),
+            };
             let args = Value::Map(
                 names
                     .iter()
-                    .zip(values.iter())
-                    .map(|(n, v)| (Value::str(n), v.clone()))
+                    .zip(values)
+                    .map(|(n, v)| (Value::str(n), v))
                     .collect(),
             );
             Ok(Request {
@@ -337,9 +357,9 @@ impl<'a> Server<'a> {
     }
 
     /// Handles one request and returns the encoded reply.
-    fn handle(&mut self, req: Request, log: &mut dyn Write) -> Vec<u8> {
+    fn handle(&mut self, mut req: Request, log: &mut dyn Write) -> Vec<u8> {
         let result = if RPC_METHODS.contains(&req.method.as_str()) {
-            self.call(&req.method, &req.args)
+            self.call(&req.method, &mut req.args)
         } else {
             Err(failure_of(&RepositoryError::InvalidRpcMethod(
                 req.method.clone(),
@@ -404,7 +424,7 @@ impl<'a> Server<'a> {
         }
     }
 
-    fn call(&mut self, method: &str, args: &Value) -> Result<Value, RpcFailure> {
+    fn call(&mut self, method: &str, args: &mut Value) -> Result<Value, RpcFailure> {
         match method {
             "negotiate" => {
                 let (a, b, c) = SERVER_VERSION;
@@ -428,7 +448,11 @@ impl<'a> Server<'a> {
                         &format!("'NoneType' object has no attribute '{method}'"),
                     )
                 })?;
-                let r = Self::dispatch(repo.as_mut(), method, args);
+                let payload = match method {
+                    "put" => take_entry(args, "data"),
+                    _ => None,
+                };
+                let r = Self::dispatch(repo.as_mut(), method, args, payload);
                 if method == "destroy" && r.is_ok() {
                     self.repository = None;
                 }
@@ -485,10 +509,18 @@ impl<'a> Server<'a> {
         let flag =
             |name: &str, default: bool| args.get(name).and_then(Value::as_bool).unwrap_or(default);
         let create = flag("create", false);
+        // `exclusive` defaults to None in borg's `RepositoryServer.open`: an old client (or one
+        // that leaves it out) gets a shared lock that `prepare_txn` upgrades on the first write.
+        let exclusive = match args.get("exclusive") {
+            None | Some(Value::Nil) => None,
+            Some(Value::Int(i)) => Some(*i != 0),
+            Some(v) => Some(v.as_bool().unwrap_or(true)),
+        };
         let options = OpenOptions {
             create,
             lock: flag("lock", true),
-            exclusive: flag("exclusive", false),
+            exclusive: exclusive.unwrap_or(false),
+            upgrade_lock: exclusive.is_none(),
             lock_wait: args.get("lock_wait").and_then(Value::as_f64),
             // borg: `(not create and self.append_only) or append_only`
             append_only: (!create && self.options.append_only) || flag("append_only", false),
@@ -532,7 +564,13 @@ impl<'a> Server<'a> {
         failure_of(&e)
     }
 
-    fn dispatch(repo: &mut dyn Repository, method: &str, args: &Value) -> Result<Value, CallError> {
+    /// Runs one repository method. `payload` is a `put`'s `data`, already taken out of `args`.
+    fn dispatch(
+        repo: &mut dyn Repository,
+        method: &str,
+        args: &Value,
+        payload: Option<Value>,
+    ) -> Result<Value, CallError> {
         let id = |name: &'static str| -> Result<ObjectId, CallError> {
             args.get(name)
                 .and_then(Value::as_bytes)
@@ -557,11 +595,10 @@ impl<'a> Server<'a> {
         Ok(match method {
             "get" => Value::Raw(repo.get(&id("id")?)?),
             "put" => {
-                let data = args
-                    .get("data")
-                    .and_then(Value::as_bytes)
-                    .ok_or(CallError::BadArgument("data"))?;
-                repo.put(&id("id")?, data.to_vec())?;
+                let Some(Value::Raw(data)) = payload else {
+                    return Err(CallError::BadArgument("data"));
+                };
+                repo.put(&id("id")?, data)?;
                 repo.flush()?;
                 Value::Nil
             }

@@ -405,3 +405,84 @@ fn close_before_open_and_garbage() {
     let (_, _, r) = run(ServeOptions::default(), &o, &[0xc1]);
     assert!(matches!(r, Err(ServeError::UnexpectedData)));
 }
+
+#[test]
+fn old_client_open_without_exclusive_upgrades_the_lock_on_write() {
+    use crate::repository::local::{LocalRepository, LocalSettings};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("repo");
+    let settings = LocalSettings {
+        host_id: "serve-test@1".into(),
+        storage_quota: None,
+        new_segment_limits: None,
+    };
+    let create = OpenOptions {
+        exclusive: true,
+        ..OpenOptions::default()
+    };
+    LocalRepository::create(&path, &create, &settings)
+        .expect("create")
+        .close()
+        .expect("close");
+    let path_value = Value::str(&path.display().to_string());
+    let id = Value::bytes(&[9u8; 32]);
+    let mut input = negotiate_tuple();
+    // An old client: `exclusive` left out (borg's server default None).
+    input.extend(req(2, "open", Value::map([("path", path_value.clone())])));
+    input.extend(req(
+        3,
+        "put",
+        Value::map([("id", id.clone()), ("data", Value::bytes(b"payload"))]),
+    ));
+    input.extend(req(4, "commit", Value::map([("compact", false.into())])));
+    // A new client that asked for a shared lock must not write.
+    input.extend(req(
+        5,
+        "open",
+        Value::map([("path", path_value.clone()), ("exclusive", false.into())]),
+    ));
+    input.extend(req(
+        6,
+        "put",
+        Value::map([("id", id.clone()), ("data", Value::bytes(b"other"))]),
+    ));
+    // An explicit None reads what the first session committed.
+    input.extend(req(
+        7,
+        "open",
+        Value::map([("path", path_value), ("exclusive", Value::Nil)]),
+    ));
+    input.extend(req(8, "get", Value::map([("id", id)])));
+    let opener = LocalOpener { settings };
+    let mut out = Vec::new();
+    Server::new(ServeOptions::default(), &opener)
+        .run(&input[..], &mut out, Vec::new())
+        .expect("serve");
+    let mut d = msgpack::Decoder::new(&out);
+    let mut replies = Vec::new();
+    while let Ok(v) = d.next_value() {
+        replies.push(v);
+    }
+    assert_eq!(replies.len(), 8, "{replies:?}");
+    for r in &replies[1..5] {
+        assert!(r.get("exception_class").is_none(), "{r:?}");
+    }
+    assert_eq!(
+        replies[5].get("exception_class").and_then(Value::as_str),
+        Some("AssertionError")
+    );
+    assert_eq!(
+        replies[5].get("exception_short"),
+        Some(&Value::Array(vec![Value::str(
+            "AssertionError: bug in code, exclusive lock should exist here\n"
+        )]))
+    );
+    assert_eq!(
+        replies[7].get("r").and_then(Value::as_bytes),
+        Some(&b"payload"[..])
+    );
+    assert!(
+        !path.join("lock.roster").exists() && !path.join("lock.exclusive").exists(),
+        "the lock is gone once the client hangs up"
+    );
+}

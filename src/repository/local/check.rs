@@ -65,6 +65,7 @@ pub(super) fn check_with_budget(
     }
     let segments_tid = repo.io()?.segments_transaction_id();
     repo.active_txn = true;
+    repo.txn_prepared = true;
     repo.index = Some(NsIndex::default());
     repo.reset_state();
     let partial = budget.is_some();

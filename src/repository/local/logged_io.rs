@@ -356,15 +356,24 @@ impl LoggedIo {
     /// entries before it are returned with the error.
     pub fn list_objects(&mut self, n: u64, offset: u64) -> (Vec<Entry>, Option<RepositoryError>) {
         let mut out = Vec::new();
-        let err = self.list_objects_into(n, offset, &mut out).err();
+        let err = self
+            .visit_objects(n, offset, &mut |e| {
+                out.push(e);
+                true
+            })
+            .err();
         (out, err)
     }
 
-    fn list_objects_into(
+    /// [`LoggedIo::list_objects`] one entry at a time: `visit` gets each entry in order and
+    /// returns whether to go on. `Repository.scan` stops as soon as it has `limit` ids, as
+    /// borg's generator does, instead of listing the rest of a (up to 500 MiB) segment on
+    /// every call.
+    pub fn visit_objects(
         &mut self,
         n: u64,
         mut offset: u64,
-        out: &mut Vec<Entry>,
+        visit: &mut dyn FnMut(Entry) -> bool,
     ) -> Result<(), RepositoryError> {
         if n == self.segment && self.write_fd.is_some() {
             self.flush_write()?;
@@ -420,12 +429,15 @@ impl LoggedIo {
             if h.tag > segment::TAG_COMMIT {
                 return Err(integrity(SegmentError::BadTag { segment: n, offset }));
             }
-            out.push(Entry {
+            let go_on = visit(Entry {
                 tag: h.tag,
                 key,
                 offset,
                 size: h.size,
             });
+            if !go_on {
+                return Ok(());
+            }
             // Like a Python seek, this may go past the end; the next read then ends the list.
             let consumed = HEADER_SIZE + if key.is_some() { 32 } else { 0 };
             f.seek_relative(size as i64 - consumed as i64)

@@ -128,9 +128,15 @@ pub struct LocalRepository {
     additional_free_space: u64,
     max_segment_size: u64,
     lock: Option<Lock>,
+    /// The opener passed borg's `exclusive=None`: upgrade a shared lock when a transaction
+    /// starts instead of refusing the write.
+    upgrade_lock: bool,
     io: Option<LoggedIo>,
     index: Option<NsIndex>,
     active_txn: bool,
+    /// Whether a transaction was ever prepared on this handle; borg's `Repository` only has
+    /// its `segments` attribute from then on, which decides how a bare `commit` fails.
+    txn_prepared: bool,
     segments: OrderedMap<u64, i64>,
     compact: OrderedMap<u64, u64>,
     storage_quota_use: u64,
@@ -306,9 +312,11 @@ impl LocalRepository {
             additional_free_space,
             max_segment_size,
             lock,
+            upgrade_lock: options.upgrade_lock && !options.exclusive,
             io: Some(io),
             index: None,
             active_txn: false,
+            txn_prepared: false,
             segments: OrderedMap::default(),
             compact: OrderedMap::default(),
             storage_quota_use: 0,
@@ -487,13 +495,16 @@ impl LocalRepository {
     fn require_exclusive(&mut self, for_replay: bool) -> Result<(), RepositoryError> {
         if let Some(lock) = self.lock.as_mut() {
             if !lock.got_exclusive_lock() {
-                if !for_replay {
+                if !for_replay && !self.upgrade_lock {
                     return Err(python_error(
                         "AssertionError",
                         "bug in code, exclusive lock should exist here",
                     ));
                 }
-                // Replay rewrites the index: upgrade, as borg does for old clients.
+                // An old client (`exclusive=None`) expects the shared lock to become exclusive
+                // when it starts writing, and replay rewrites the index: both upgrade, as
+                // borg's `prepare_txn` does. The upgrade waits for other shared holders to
+                // leave (up to lock_wait) and stays exclusive until the repository closes.
                 lock.upgrade()?;
             }
         }
@@ -519,6 +530,7 @@ impl LocalRepository {
             return Err(e);
         }
         self.active_txn = true;
+        self.txn_prepared = true;
         let Some(tid) = tid else {
             self.index = Some(NsIndex::default());
             self.reset_state();
@@ -788,6 +800,31 @@ impl LocalRepository {
         self.index = None;
         self.active_txn = false;
         self.transaction_doomed = None;
+    }
+
+    /// `commit` when no `put`/`delete` started a transaction. Borg's `Repository.commit` has
+    /// no guard: it fails on whatever state is missing, and the client sees that Python error.
+    /// Without a loaded index (a fresh handle, or right after a commit or rollback) that is
+    /// the index's missing `size`; with an index loaded by a read but no transaction ever
+    /// prepared on this handle, the missing `segments` attribute. Both are refused here with
+    /// borg's exception. Only when a read loaded the index after an earlier transaction does
+    /// borg go on to commit (with that transaction's leftover bookkeeping); this starts a
+    /// proper transaction on the committed state instead, which writes the same commit
+    /// without reusing stale bookkeeping.
+    fn commit_without_transaction(&mut self) -> Result<(), RepositoryError> {
+        if self.index.is_none() {
+            return Err(python_error(
+                "AttributeError",
+                "'NoneType' object has no attribute 'size'",
+            ));
+        }
+        if !self.txn_prepared {
+            return Err(python_error(
+                "AttributeError",
+                "'Repository' object has no attribute 'segments'",
+            ));
+        }
+        self.begin_if_needed()
     }
 
     fn begin_if_needed(&mut self) -> Result<(), RepositoryError> {
@@ -1217,9 +1254,9 @@ impl Repository for LocalRepository {
             self.rollback_state();
             return Err(RepositoryError::StorageQuotaExceeded { quota, used });
         }
-        // Borg fails a commit without a prior put/delete; starting the transaction here
-        // instead lets `compact` run on its own.
-        self.begin_if_needed()?;
+        if !self.active_txn {
+            self.commit_without_transaction()?;
+        }
         self.check_free_space()?;
         let seg = self.io()?.write_commit(false)?;
         self.segments.entry_or_default(seg);
@@ -1282,25 +1319,35 @@ impl Repository for LocalRepository {
         };
         let mut result = Vec::new();
         let segs = self.io()?.segments();
+        let index = self.index.as_ref();
+        let Some(io) = self.io.as_mut() else {
+            return Ok(result);
+        };
         for (seg, _) in segs.into_iter().filter(|(s, _)| *s >= start_seg) {
             // Headers only, no CRC checks (borg's `scan`): a damaged payload is still listed; a
-            // bad header ends the segment, the entries before it still count.
-            let (entries, _) = self.io()?.list_objects(seg, start_offset);
-            // Borg drops the marker's entry only once one was read, so a failure right at the
-            // marker carries its offset into the next segment.
-            let skip_first = start_offset > 0 && !entries.is_empty();
-            if skip_first {
-                start_offset = 0;
-            }
-            for e in entries.into_iter().skip(usize::from(skip_first)) {
-                let Some(key) = e.key else { continue };
-                let current = self.index.as_ref().and_then(|i| i.get(&key));
+            // bad header ends the segment, the entries before it still count. The listing
+            // stops as soon as `limit` ids are found.
+            let mut full = false;
+            let _ = io.visit_objects(seg, start_offset, &mut |e| {
+                // Borg drops the marker's entry only once one was read, so a failure right at
+                // the marker carries its offset into the next segment.
+                if start_offset > 0 {
+                    start_offset = 0;
+                    return true;
+                }
+                let Some(key) = e.key else { return true };
+                let current = index.and_then(|i| i.get(&key));
                 if e.tag == TAG_PUT && current == Some((seg as u32, e.offset as u32)) {
                     result.push(key);
                     if limit.is_some_and(|l| result.len() == l as usize) {
-                        return Ok(result);
+                        full = true;
+                        return false;
                     }
                 }
+                true
+            });
+            if full {
+                return Ok(result);
             }
         }
         Ok(result)

@@ -209,6 +209,9 @@ fn compaction_frees_space_and_keeps_objects() {
             .sum()
     };
     let before = size(&mut repo);
+    // As `borg compact` does: a put opens the transaction the compacting commit needs.
+    let kept = repo.get(&id(1)).unwrap();
+    repo.put(&id(1), kept).unwrap();
     repo.commit(CommitOptions {
         compact: true,
         ..CommitOptions::default()
@@ -219,6 +222,78 @@ fn compaction_frees_space_and_keeps_objects() {
     for n in 0..40 {
         assert_eq!(repo.get(&id(n)).is_ok(), n % 2 == 1, "object {n}");
     }
+    assert!(repo.check(false, 0).unwrap());
+    repo.close().unwrap();
+}
+
+/// The error class and message of a refused bare commit.
+fn python_error_of(r: Result<(), RepositoryError>) -> (String, String) {
+    match r {
+        Err(RepositoryError::Remote { class, message }) => (class, message),
+        other => panic!("expected a Python error, got {other:?}"),
+    }
+}
+
+#[test]
+fn commit_without_a_transaction_fails_as_borgs_does() {
+    // Borg 1.4.5's `Repository.commit` on the same sequences (measured with its Python):
+    // fresh handle -> AttributeError on the index's `size`; after a read -> AttributeError on
+    // `segments`; right after a commit or a rollback -> `size` again; a read after an earlier
+    // transaction -> the commit goes through.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let mut repo = LocalRepository::create(&path, &exclusive(), &settings()).unwrap();
+    repo.put(&id(1), b"one".to_vec()).unwrap();
+    repo.commit(CommitOptions::default()).unwrap();
+    repo.close().unwrap();
+    let segments = |r: &mut LocalRepository| r.io().unwrap().segments().len();
+    let size_error = (
+        "AttributeError".to_string(),
+        "'NoneType' object has no attribute 'size'".to_string(),
+    );
+    let segments_error = (
+        "AttributeError".to_string(),
+        "'Repository' object has no attribute 'segments'".to_string(),
+    );
+
+    let mut repo = LocalRepository::open(&path, &exclusive(), &settings()).unwrap();
+    let before = segments(&mut repo);
+    assert_eq!(
+        python_error_of(repo.commit(CommitOptions::default())),
+        size_error
+    );
+    repo.get(&id(1)).unwrap();
+    assert_eq!(
+        python_error_of(repo.commit(CommitOptions::default())),
+        segments_error
+    );
+    assert_eq!(
+        segments(&mut repo),
+        before,
+        "a refused commit writes nothing"
+    );
+
+    repo.put(&id(2), b"two".to_vec()).unwrap();
+    repo.commit(CommitOptions::default()).unwrap();
+    assert_eq!(
+        python_error_of(repo.commit(CommitOptions::default())),
+        size_error
+    );
+    repo.put(&id(3), b"three".to_vec()).unwrap();
+    repo.rollback().unwrap();
+    assert_eq!(
+        python_error_of(repo.commit(CommitOptions::default())),
+        size_error
+    );
+    // A read after an earlier transaction: borg commits; so does rborg, on the committed
+    // state (the rolled-back put of object 3 stays uncommitted and is cleaned up).
+    repo.get(&id(1)).unwrap();
+    repo.commit(CommitOptions::default()).unwrap();
+    assert!(repo.get(&id(2)).is_ok());
+    assert!(matches!(
+        repo.get(&id(3)),
+        Err(RepositoryError::ObjectNotFound { .. })
+    ));
     assert!(repo.check(false, 0).unwrap());
     repo.close().unwrap();
 }
@@ -438,5 +513,45 @@ fn scan_lists_entries_with_damaged_data() {
     fs::write(&file, &bytes).unwrap();
     let mut repo = LocalRepository::open(&path, &exclusive(), &settings()).unwrap();
     assert_eq!(repo.scan(None, None).unwrap(), vec![id(1)]);
+    repo.close().unwrap();
+}
+
+#[test]
+fn scan_pages_stop_at_the_limit_and_resume_after_the_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    // One big segment holding everything, so each page ends in the middle of it.
+    let big = LocalSettings {
+        new_segment_limits: None,
+        ..settings()
+    };
+    let mut repo = LocalRepository::create(&path, &exclusive(), &big).unwrap();
+    for n in 0..60u8 {
+        repo.put(&id(n), vec![n; 300 + n as usize]).unwrap();
+    }
+    // Superseded and deleted entries sit between the current ones and are not listed.
+    for n in (0..60u8).step_by(7) {
+        repo.put(&id(n), vec![n; 10]).unwrap();
+    }
+    for n in (3..60u8).step_by(11) {
+        repo.delete(&id(n)).unwrap();
+    }
+    repo.commit(CommitOptions::default()).unwrap();
+    let all = repo.scan(None, None).unwrap();
+    assert_eq!(all.len(), 60 - (3..60).step_by(11).count());
+    for limit in [1u32, 2, 7, 100] {
+        let mut paged = Vec::new();
+        let mut marker: Option<ObjectId> = None;
+        loop {
+            let page = repo.scan(Some(limit), marker.as_ref()).unwrap();
+            assert!(page.len() <= limit as usize);
+            if page.is_empty() {
+                break;
+            }
+            marker = page.last().copied();
+            paged.extend(page);
+        }
+        assert_eq!(paged, all, "pages of {limit}");
+    }
     repo.close().unwrap();
 }

@@ -44,6 +44,8 @@ use crate::msgpack::Value;
 use crate::pipeline::ParallelOptions;
 use crate::settings::Environment;
 
+mod small;
+
 /// What to back up and how.
 #[derive(Debug)]
 pub struct CreateOptions {
@@ -250,6 +252,11 @@ pub fn create(
         threads,
         window: threads + 2,
     };
+    // Small files go through the cross-file pool, except with one thread (the sequential
+    // path, kept as the reference) and with `--sparse` fixed chunking (holes are found by
+    // seeking, which the pool's whole-file reads do not do).
+    let sparse_fixed = opts.sparse && matches!(opts.chunker_params, ChunkerParams::Fixed { .. });
+    let use_pool = threads > 1 && !sparse_fixed;
     let mut checkpoints = Checkpoints::new(&session.opened.manifest, &opts.name);
     let mut skip = std::mem::take(&mut walk.skip_inodes);
     if let Ok(st) = crate::fs::stat::lstat(cache_dir.as_os_str().as_encoded_bytes()) {
@@ -289,6 +296,7 @@ pub fn create(
         progress: Progress::default(),
         stop,
         interrupted: None,
+        small: None,
     };
     let base_meta = ArchiveMetadata {
         version: 1,
@@ -322,8 +330,21 @@ pub fn create(
     }
     // The walk runs one root at a time so that checkpoints can happen between roots as well
     // as between files (inside the visitor).
-    let mut walk_result = Ok(());
-    {
+    let sealer = &opened.key.key;
+    let walk_result = std::thread::scope(|scope| {
+        if use_pool {
+            let pool = crate::pipeline::files::FilePool::start(
+                scope,
+                crate::pipeline::files::PoolSettings {
+                    sealer,
+                    compression: &opts.compression,
+                    chunker: opts.chunker_params,
+                    seed,
+                    threads,
+                },
+            );
+            state.small = Some(small::SmallFiles::new(pool));
+        }
         let mut cp = CheckpointingVisitor {
             run: &mut state,
             manifest,
@@ -335,10 +356,14 @@ pub fn create(
             timestamp: opts.timestamp,
             files_path: &files_path,
         };
-        if let Err(e) = walker.walk(&fs_paths, &mut cp) {
-            walk_result = Err(e);
+        let mut r = walker.walk(&fs_paths, &mut cp);
+        if r.is_ok() {
+            r = cp.run.drain_small().map_err(Into::into);
         }
-    }
+        // Dropping the pool's end stops its workers, also after an error.
+        state.small = None;
+        r
+    });
     if let Err(e) = walk_result {
         // Nothing after the last commit (or checkpoint) is committed: the repository stays
         // as it was.
@@ -492,6 +517,8 @@ impl CheckpointingVisitor<'_, '_, '_, '_> {
     /// `write_checkpoint`: save the archive under the checkpoint name, write the manifest and
     /// commit; then, uncommitted, take it out again and drop its metadata reference.
     fn checkpoint(&mut self) -> Result<(), VisitError> {
+        // Everything walked so far goes into the checkpoint.
+        self.run.drain_small()?;
         let fatal = |e: String| VisitError::Fatal(e.into());
         self.checkpoints.drop_uncommitted(self.manifest);
         let name = self.checkpoints.name.clone();
@@ -556,12 +583,15 @@ impl Visitor for CheckpointingVisitor<'_, '_, '_, '_> {
     }
 
     fn status(&mut self, status: char, path: &[u8]) {
-        self.run.out.status(status, path);
+        self.run.emit_status(status, path);
     }
 
     fn warning(&mut self, warning: WalkWarning) {
         self.run.warnings.fetch_add(1, Ordering::Relaxed);
-        self.run.out.warning(&warning.to_string());
+        match self.run.small.as_mut().filter(|q| q.busy()) {
+            Some(q) => q.push_warning(warning),
+            None => self.run.out.warning(&warning.to_string()),
+        }
     }
 }
 
@@ -597,6 +627,8 @@ struct Run<'s, 'o> {
     progress: Progress,
     stop: &'o StopFlags,
     interrupted: Option<&'static str>,
+    /// The cross-file pipeline for small files, while the walk runs.
+    small: Option<small::SmallFiles>,
 }
 
 fn fatal(e: impl std::fmt::Display) -> VisitError {
@@ -605,9 +637,32 @@ fn fatal(e: impl std::fmt::Display) -> VisitError {
 
 impl Run<'_, '_> {
     fn add_item(&mut self, item: &Item) -> Result<(), VisitError> {
+        if let Some(q) = self.small.as_mut().filter(|q| q.busy()) {
+            // Behind files still in flight: the item stream stays in walk order.
+            q.push_item(item);
+            return Ok(());
+        }
         self.items
             .add(item, &mut self.store, &mut self.meta_stats)
             .map_err(fatal)
+    }
+
+    /// A `--list` line, behind whatever is still in flight.
+    fn emit_status(&mut self, status: char, path: &[u8]) {
+        match self.small.as_mut().filter(|q| q.busy()) {
+            Some(q) => q.push_status(status, path),
+            None => self.out.status(status, path),
+        }
+    }
+
+    /// Waits for every small file in flight and hands on what waited behind them.
+    fn drain_small(&mut self) -> Result<(), VisitError> {
+        let Some(mut q) = self.small.take() else {
+            return Ok(());
+        };
+        let r = q.drain(self);
+        self.small = Some(q);
+        r
     }
 
     fn update_progress(&mut self) {
@@ -652,11 +707,7 @@ impl Run<'_, '_> {
                 self.bytes_read += s.bytes;
                 Ok(s.chunks)
             }
-            Err(StreamError::Read(e)) => Err(VisitError::Backup(match e.raw_os_error() {
-                // As Python words an OSError: "[Errno 5] Input/output error".
-                Some(n) => format!("read: [Errno {n}] {}", crate::fs::strerror(n)),
-                None => format!("read: {e}"),
-            })),
+            Err(StreamError::Read(e)) => Err(VisitError::Backup(read_error_message(&e))),
             Err(StreamError::Write(e)) => Err(fatal(e)),
         }
     }
@@ -701,11 +752,35 @@ impl Run<'_, '_> {
                 Some(FileStatus::Changed) => 'M',
                 Some(FileStatus::Unknown) | None => 'A',
             };
-            self.out.status(letter, &entry.path);
+            self.emit_status(letter, &entry.path);
             status = None;
             let chunks = match chunks {
                 Some(c) => c,
+                None if self.small.is_some()
+                    && small::SmallFiles::takes(
+                        fstat.size,
+                        draft.special,
+                        draft.hardlink_master,
+                    ) =>
+                {
+                    let Some(mut q) = self.small.take() else {
+                        return Ok(None);
+                    };
+                    let r = q.submit(
+                        self,
+                        draft.item,
+                        File::from(fd),
+                        fstat,
+                        path_hash,
+                        &entry.path,
+                    );
+                    self.small = Some(q);
+                    r?;
+                    return Ok(None);
+                }
                 None => {
+                    // Read on this thread: the files before it come first.
+                    self.drain_small()?;
                     let file = File::from(fd);
                     let probe = file
                         .try_clone()
@@ -772,6 +847,14 @@ impl Run<'_, '_> {
             .map_err(|e| CommandError::other(e.to_string()))?;
         self.out.status('A', &item.path);
         Ok(())
+    }
+}
+
+/// A read error as borg words it (Python's OSError: "[Errno 5] Input/output error").
+fn read_error_message(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => format!("read: [Errno {n}] {}", crate::fs::strerror(n)),
+        None => format!("read: {e}"),
     }
 }
 

@@ -672,7 +672,9 @@ fn ctrl_c_inside_a_file_leaves_a_checkpoint_with_its_part() {
     let scratch = Scratch::new();
     let src = scratch.path("src");
     fs::create_dir_all(&src).unwrap();
-    let data = pseudo_random(400_000, 5);
+    // Over 1 MiB: smaller files go through the cross-file pool whole and are checkpointed
+    // only after they are stored.
+    let data = pseudo_random(1_500_000, 5);
     fs::write(src.join("big"), &data).unwrap();
     let repo = scratch.path("repo");
     let repo = repo.to_str().unwrap();

@@ -513,7 +513,13 @@ pub fn run(ctx: &Context, args: CreateArgs) -> Result<Outcome, CliError> {
             .get("BORG_USERNAME")
             .map_or(placeholders.user.clone(), str::to_string),
         cwd,
-        threads: 0,
+        // RBORG_CREATE_THREADS=1 keeps every file on the calling thread (the sequential
+        // reference path); unset or 0: one worker per CPU.
+        threads: ctx
+            .env
+            .get("RBORG_CREATE_THREADS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         part_trigger: PartTrigger::Interval,
     };
     let stop = StopFlags::from_signals().map_err(|e| CliError::error(format!("signals: {e}")))?;

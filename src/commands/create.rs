@@ -50,6 +50,8 @@ use crate::msgpack::Value;
 use crate::pipeline::ParallelOptions;
 use crate::settings::Environment;
 
+mod small;
+
 /// What to back up and how.
 #[derive(Debug)]
 pub struct CreateOptions {
@@ -275,6 +277,14 @@ pub fn create(
         threads,
         window: threads + 2,
     };
+    // Small files go through the cross-file pool, except with one thread (the sequential
+    // path, kept as the reference), with `--sparse` fixed chunking (holes are found by
+    // seeking, which the pool's whole-file reads do not do) and with a chunk-counting part
+    // trigger (it must see every chunk of every file, as borg's per-chunk checkpoint test
+    // does; with the interval rule a file under 1 MiB is only ever checkpointed after it).
+    let sparse_fixed = opts.sparse && matches!(opts.chunker_params, ChunkerParams::Fixed { .. });
+    let counts_chunks = matches!(opts.part_trigger, PartTrigger::EveryChunks(_));
+    let use_pool = threads > 1 && !sparse_fixed && !counts_chunks;
     let mut checkpoints = Checkpoints::new(&session.opened.manifest, &opts.name);
     let mut skip = std::mem::take(&mut walk.skip_inodes);
     if let Ok(st) = crate::fs::stat::lstat(cache_dir.as_os_str().as_encoded_bytes()) {
@@ -314,6 +324,7 @@ pub fn create(
         progress: Progress::default(),
         stop,
         interrupted: None,
+        small: None,
     };
     let base_meta = ArchiveMetadata {
         version: 1,
@@ -339,8 +350,21 @@ pub fn create(
     let walker = Walker::new(walk);
     // The walk runs one root at a time so that checkpoints can happen between roots as well
     // as between files (inside the visitor).
-    let mut walk_result = Ok(());
-    {
+    let sealer = &opened.key.key;
+    let walk_result = std::thread::scope(|scope| {
+        if use_pool {
+            let pool = crate::pipeline::files::FilePool::start(
+                scope,
+                crate::pipeline::files::PoolSettings {
+                    sealer,
+                    compression: &opts.compression,
+                    chunker: opts.chunker_params,
+                    seed,
+                    threads,
+                },
+            );
+            state.small = Some(small::SmallFiles::new(pool));
+        }
         let mut cp = CheckpointingVisitor {
             run: &mut state,
             manifest,
@@ -354,24 +378,38 @@ pub fn create(
             trigger: opts.part_trigger,
             chunks_since: 0,
         };
+        // stdin first, on the calling thread (nothing is in flight yet), then the walk;
+        // whatever small files are still in flight at the end are drained into the archive.
+        let mut r: Result<(), CommandError> = Ok(());
         let mut fs_paths = Vec::new();
         for p in &opts.paths {
             if p.as_slice() == b"-" {
-                let (run, mut mid) = cp.split();
-                run.process_stdin(&opts.stdin_name, &mut mid)?;
+                if r.is_ok() {
+                    let (run, mut mid) = cp.split();
+                    r = run.process_stdin(&opts.stdin_name, &mut mid);
+                }
             } else {
                 fs_paths.push(p.clone());
             }
         }
-        if let Err(e) = walker.walk(&fs_paths, &mut cp) {
-            walk_result = Err(e);
+        if r.is_ok() {
+            r = walker
+                .walk(&fs_paths, &mut cp)
+                .map_err(|e| CommandError::other(e.to_string()));
         }
-    }
-    if let Err(e) = walk_result {
-        // Nothing after the last commit (or checkpoint) is committed: the repository stays
-        // as it was.
-        return Err(CommandError::other(e.to_string()));
-    }
+        if r.is_ok() {
+            r = cp
+                .run
+                .drain_small()
+                .map_err(|e| CommandError::other(e.to_string()));
+        }
+        // Dropping the pool's end stops its workers, also after an error.
+        state.small = None;
+        r
+    });
+    // On an error nothing after the last commit (or checkpoint) is committed: the repository
+    // stays as it was.
+    walk_result?;
     // The final save (`Archive.save`).
     let (meta, start, end) =
         finish_metadata(&base_meta, &opts.name, &mut state, started, opts.timestamp)
@@ -574,6 +612,8 @@ impl Checkpointer<'_> {
     /// `write_checkpoint`: save the archive under the checkpoint name, write the manifest and
     /// commit; then, uncommitted, take it out again and drop its metadata reference.
     fn checkpoint(&mut self, run: &mut Run<'_, '_>) -> Result<(), VisitError> {
+        // Everything walked so far goes into the checkpoint.
+        run.drain_small()?;
         let fatal = |e: String| VisitError::Fatal(e.into());
         self.checkpoints.drop_uncommitted(self.manifest);
         let name = self.checkpoints.name.clone();
@@ -640,12 +680,15 @@ impl Visitor for CheckpointingVisitor<'_, '_, '_, '_> {
     }
 
     fn status(&mut self, status: char, path: &[u8]) {
-        self.run.out.status(status, path);
+        self.run.emit_status(status, path);
     }
 
     fn warning(&mut self, warning: WalkWarning) {
         self.run.warnings.fetch_add(1, Ordering::Relaxed);
-        self.run.out.warning(&warning.to_string());
+        match self.run.small.as_mut().filter(|q| q.busy()) {
+            Some(q) => q.push_warning(warning),
+            None => self.run.out.warning(&warning.to_string()),
+        }
     }
 }
 
@@ -681,6 +724,8 @@ struct Run<'s, 'o> {
     progress: Progress,
     stop: &'o StopFlags,
     interrupted: Option<&'static str>,
+    /// The cross-file pipeline for small files, while the walk runs.
+    small: Option<small::SmallFiles>,
 }
 
 fn fatal(e: impl std::fmt::Display) -> VisitError {
@@ -690,17 +735,37 @@ fn fatal(e: impl std::fmt::Display) -> VisitError {
 /// A read error, a per-file problem, worded as Python words an OSError ("[Errno 5]
 /// Input/output error").
 fn read_error(e: std::io::Error) -> VisitError {
-    VisitError::Backup(match e.raw_os_error() {
-        Some(n) => format!("read: [Errno {n}] {}", crate::fs::strerror(n)),
-        None => format!("read: {e}"),
-    })
+    VisitError::Backup(read_error_message(&e))
 }
 
 impl Run<'_, '_> {
     fn add_item(&mut self, item: &Item) -> Result<(), VisitError> {
+        if let Some(q) = self.small.as_mut().filter(|q| q.busy()) {
+            // Behind files still in flight: the item stream stays in walk order.
+            q.push_item(item);
+            return Ok(());
+        }
         self.items
             .add(item, &mut self.store, &mut self.meta_stats)
             .map_err(fatal)
+    }
+
+    /// A `--list` line, behind whatever is still in flight.
+    fn emit_status(&mut self, status: char, path: &[u8]) {
+        match self.small.as_mut().filter(|q| q.busy()) {
+            Some(q) => q.push_status(status, path),
+            None => self.out.status(status, path),
+        }
+    }
+
+    /// Waits for every small file in flight and hands on what waited behind them.
+    fn drain_small(&mut self) -> Result<(), VisitError> {
+        let Some(mut q) = self.small.take() else {
+            return Ok(());
+        };
+        let r = q.drain(self);
+        self.small = Some(q);
+        r
     }
 
     fn update_progress(&mut self) {
@@ -872,11 +937,35 @@ impl Run<'_, '_> {
                 Some(FileStatus::Changed) => 'M',
                 Some(FileStatus::Unknown) | None => 'A',
             };
-            self.out.status(letter, &entry.path);
+            self.emit_status(letter, &entry.path);
             status = None;
             let chunks = match chunks {
                 Some(c) => c,
+                None if self.small.is_some()
+                    && small::SmallFiles::takes(
+                        fstat.size,
+                        draft.special,
+                        draft.hardlink_master,
+                    ) =>
+                {
+                    let Some(mut q) = self.small.take() else {
+                        return Ok(None);
+                    };
+                    let r = q.submit(
+                        self,
+                        draft.item,
+                        File::from(fd),
+                        fstat,
+                        path_hash,
+                        &entry.path,
+                    );
+                    self.small = Some(q);
+                    r?;
+                    return Ok(None);
+                }
                 None => {
+                    // Read on this thread: the files before it come first.
+                    self.drain_small()?;
                     let file = File::from(fd);
                     let probe = file
                         .try_clone()
@@ -1015,6 +1104,14 @@ impl<C: ChunkSource> ChunkSource for PartCut<'_, C> {
             *self.cut = self.rule.due(*self.since);
         }
         Ok(chunk)
+    }
+}
+
+/// A read error as borg words it (Python's OSError: "[Errno 5] Input/output error").
+fn read_error_message(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => format!("read: [Errno {n}] {}", crate::fs::strerror(n)),
+        None => format!("read: {e}"),
     }
 }
 

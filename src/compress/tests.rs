@@ -230,3 +230,26 @@ fn corrupt_and_truncated_inputs_are_errors() {
     let out = decompress(&big).unwrap();
     assert_eq!(out.len(), 1 + 19 + 255 * 60_000 + 5);
 }
+
+#[test]
+fn reused_zstd_context_gives_the_bytes_of_a_fresh_one() {
+    let inputs: Vec<Vec<u8>> = vec![
+        b"a".repeat(100_000),
+        (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect(),
+        b"short text, short text, short text".to_vec(),
+        vec![0; 3 << 20],
+    ];
+    // Alternate levels and sizes so the cached context is both reused and replaced.
+    for level in [3, 3, 10, 1, 3] {
+        for data in &inputs {
+            let fresh = zstd::bulk::compress(data, level).unwrap();
+            let ours = super::zstd(data, level).unwrap();
+            assert_eq!(
+                &ours[2..],
+                &fresh[..],
+                "level {level}, {} bytes",
+                data.len()
+            );
+        }
+    }
+}

@@ -12,6 +12,7 @@
 
 #[doc(hidden)]
 pub mod bench_data;
+pub mod files;
 mod key;
 mod parallel;
 mod reference;

@@ -106,17 +106,28 @@ EOF
 }
 
 # --- one timed run ------------------------------------------------------------------------
-# run TOOL REPO ARCHIVE DATA -> prints "seconds maxrss_kib"
+# CPU seconds the sshd listener has collected from its finished children: each connection's
+# sshd process and, through it, the `borg serve` it ran (/proc/PID/stat cutime + cstime).
+TCK=$(getconf CLK_TCK)
+server_cpu() {
+    if [ -n "$SSHD_PID" ]; then awk -v t="$TCK" '{printf "%.2f", ($16 + $17) / t}' "/proc/$SSHD_PID/stat"; else echo 0; fi
+}
+# run TOOL REPO ARCHIVE DATA -> prints "seconds maxrss_kib cpu_seconds" (CPU of every process
+# of the run: the client with its ssh, and over ssh the sshd session with borg serve)
 timed() {
-    local tool=$1 repo=$2 archive=$3 data=$4 bin
+    local tool=$1 repo=$2 archive=$3 data=$4 bin before after
     if [ "$tool" = borg ]; then bin=$BORG; else bin=$RBORG; fi
+    before=$(server_cpu)
     (cd "$W/data" && /usr/bin/time -v -o "$W/time.txt" "$bin" create -C auto,zstd "$repo::$archive" "$data" >/dev/null 2>"$W/err.txt") || {
         echo "$tool create failed:" >&2; cat "$W/err.txt" >&2; exit 1; }
-    local wall rss
+    [ -n "$SSHD_PID" ] && sleep 0.3   # the connection's sshd process ends just after the client
+    after=$(server_cpu)
+    local wall rss cpu
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$W/time.txt" |
         awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$W/time.txt")
-    echo "$wall $rss"
+    cpu=$(awk -F': ' -v srv="$(echo "$after - $before" | bc)" '/User time|System time/ {s+=$2} END {printf "%.2f", s + srv}' "$W/time.txt")
+    echo "$wall $rss $cpu"
 }
 
 declare -a ROWS
@@ -135,20 +146,22 @@ bench_set() {
         results+=("$(timed "$tool" "$repo" first "$set")")
         results+=("$(timed "$tool" "$repo" rerun "$set")")
     done
-    read -r bf bfr <<<"${results[0]}"; read -r br brr <<<"${results[1]}"
-    read -r rf rfr <<<"${results[2]}"; read -r rr rrr <<<"${results[3]}"
-    ROWS+=("$(python3 - "$set" "$where" "$bytes" "$files" "$bf" "$bfr" "$br" "$brr" "$rf" "$rfr" "$rr" "$rrr" <<'EOF'
+    read -r bf bfr bfc <<<"${results[0]}"; read -r br brr brc <<<"${results[1]}"
+    read -r rf rfr rfc <<<"${results[2]}"; read -r rr rrr rrc <<<"${results[3]}"
+    ROWS+=("$(python3 - "$set" "$where" "$bytes" "$files" "$(nproc)" "$bf" "$bfr" "$bfc" "$br" "$brr" "$brc" "$rf" "$rfr" "$rfc" "$rr" "$rrr" "$rrc" <<'EOF'
 import sys
-s, w, b, n, bf, bfr, br, brr, rf, rfr, rr, rrr = sys.argv[1:]
-b, n = int(b), int(n)
-bf, br, rf, rr = map(float, (bf, br, rf, rr))
+s, w, b, n, cores, bf, bfr, bfc, br, brr, brc, rf, rfr, rfc, rr, rrr, rrc = sys.argv[1:]
+b, n, cores = int(b), int(n), int(cores)
+bf, bfc, br, brc, rf, rfc, rr, rrc = map(float, (bf, bfc, br, brc, rf, rfc, rr, rrc))
 mb = b / 1e6
-def row(run, bt, brss, rt, rrss):
+def row(run, bt, brss, bc, rt, rrss, rc):
+    # All processes of a run share the cores: rborg cannot take less than its CPU / cores.
+    best = bt / max(rc / cores, 1e-9)
     return (f"| {s} | {w} | {run} | {bt:.2f} s | {rt:.2f} s | {bt/rt:.2f}x | "
             f"{mb/bt:.0f} / {mb/rt:.0f} MB/s | {n/bt:.0f} / {n/rt:.0f} files/s | "
-            f"{int(brss)/1024:.0f} / {int(rrss)/1024:.0f} MiB |")
-print(row("first", bf, bfr, rf, rfr))
-print(row("re-run", br, brr, rr, rrr))
+            f"{int(brss)/1024:.0f} / {int(rrss)/1024:.0f} MiB | {bc:.1f} / {rc:.1f} s | {best:.2f}x |")
+print(row("first", bf, bfr, bfc, rf, rfr, rfc))
+print(row("re-run", br, brr, brc, rr, rrr, rrc))
 EOF
 )")
 }
@@ -168,7 +181,9 @@ done
 echo
 echo "borg 1.4.5 vs rborg $(git -C "$HERE" rev-parse --short HEAD), -C auto,zstd, repokey, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "big: $BIG_MIB MiB in 4 files (2 text, 2 random); small: copy of $SMALL_SRC"
+echo "CPU: seconds of every process of the run (client, ssh; over ssh also sshd and borg serve)."
+echo "ceiling: borg's time / (rborg's CPU / $(nproc) cores), the most any speed-up could be here."
 echo
-echo "| set | where | run | borg | rborg | speed-up | throughput borg / rborg | files/s borg / rborg | peak RSS borg / rborg |"
-echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
+echo "| set | where | run | borg | rborg | speed-up | throughput borg / rborg | files/s borg / rborg | peak RSS borg / rborg | CPU borg / rborg | ceiling |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for r in "${ROWS[@]}"; do echo "$r"; done

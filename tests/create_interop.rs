@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{borg, borg12, borg14, borg_ok, Peer, Scratch, Sshd};
+use common::{borg, borg12, borg14, borg_ok, pseudo_random, Peer, Scratch, Sshd};
 
 /// Small chunks so that a file of a few hundred KiB is several chunks.
 const CHUNKER: &str = "buzhash,10,16,12,4095";
@@ -51,18 +51,6 @@ fn rborg_ok(scratch: &Scratch, args: &[&str]) -> Output {
 
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad json ({e}):\n{}", text(o)))
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 56) as u8
-        })
-        .collect()
 }
 
 fn setxattr(path: &Path, name: &str, value: &[u8]) {

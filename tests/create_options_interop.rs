@@ -30,7 +30,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{borg12, borg14, Peer, Scratch};
+use common::{borg12, borg14, pseudo_random, Peer, Scratch};
 use serde_json::Value;
 
 /// Small buzhash chunks, so that a few hundred KiB are several chunks.
@@ -79,18 +79,6 @@ fn borg_in(peer: &Peer, scratch: &Scratch, args: &[&str]) -> Output {
         text(&o)
     );
     o
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 56) as u8
-        })
-        .collect()
 }
 
 fn cpath(p: &Path) -> CString {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{borg, borg12, borg14, borg_ok, Peer, Scratch, Sshd};
+use common::{borg, borg12, borg14, borg_ok, pseudo_random, Peer, Scratch, Sshd};
 use rborg::archive::reader::{for_each_item, load_archive};
 use rborg::archive::{ArchiveMetadata, Item};
 use rborg::cache::FilesCacheMode;
@@ -123,18 +123,6 @@ fn rborg_ok(scratch: &Scratch, args: &[&str]) -> Output {
     let o = rborg(scratch, args);
     assert!(o.status.success(), "rborg {args:?}: {}", text(&o));
     o
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 56) as u8
-        })
-        .collect()
 }
 
 fn setxattr(path: &Path, name: &str, value: &[u8]) {

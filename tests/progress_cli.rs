@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::process::{Command, Output, Stdio};
 
-use common::{borg14, borg_ok, Scratch};
+use common::{borg14, borg_ok, pseudo_random, Scratch};
 
 fn rborg(scratch: &Scratch, args: &[&str]) -> Output {
     let o = Command::new(env!("CARGO_BIN_EXE_rborg"))
@@ -24,18 +24,6 @@ fn rborg(scratch: &Scratch, args: &[&str]) -> Output {
         String::from_utf8_lossy(&o.stderr)
     );
     o
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 56) as u8
-        })
-        .collect()
 }
 
 /// A repository and a source tree of 6 MiB of incompressible data.

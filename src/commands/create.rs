@@ -953,11 +953,14 @@ impl Run<'_, '_> {
                     };
                     let r = q.submit(
                         self,
-                        draft.item,
-                        File::from(fd),
-                        fstat,
-                        path_hash,
-                        &entry.path,
+                        small::NewFile {
+                            item: draft.item,
+                            file: File::from(fd),
+                            fstat,
+                            path_hash,
+                            path: &entry.path,
+                            compress_now: letter == 'A',
+                        },
                     );
                     self.small = Some(q);
                     r?;

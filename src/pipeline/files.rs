@@ -32,6 +32,10 @@ pub struct ReadJob {
     /// The ctime the file had before it was opened; a different one after the read means the
     /// file changed while it was read (borg compares a second `fstat`). `None`: no check.
     pub ctime_ns: Option<i64>,
+    /// Compress every chunk right away as well ([`ReadFile::payloads`]). For a file the files
+    /// cache does not know, whose chunks are most likely new: it saves a round trip through
+    /// the pool per chunk. A chunk that turns out to be known had its compression wasted.
+    pub compress: bool,
 }
 
 /// A file read and cut: its bytes and, per chunk, the range and id.
@@ -43,6 +47,8 @@ pub struct ReadFile {
     pub chunks: Vec<(usize, usize, [u8; 32])>,
     /// The ctime after the read differs from [`ReadJob::ctime_ns`].
     pub changed: bool,
+    /// With [`ReadJob::compress`]: each chunk's compressed payload, in chunk order.
+    pub payloads: Option<Vec<Result<Vec<u8>, CompressError>>>,
 }
 
 /// A result from the pool.
@@ -258,10 +264,17 @@ fn read_file<S: ChunkSealer>(settings: &PoolSettings<'_, S>, job: ReadJob) -> io
             }
         }
     }
+    let payloads = job.compress.then(|| {
+        chunks
+            .iter()
+            .map(|&(offset, len, _)| compress(settings.compression, &data[offset..offset + len]))
+            .collect()
+    });
     Ok(ReadFile {
         data: Arc::new(data),
         chunks,
         changed,
+        payloads,
     })
 }
 
@@ -316,6 +329,8 @@ mod tests {
                     file,
                     size: 0,
                     ctime_ns: None,
+                    // Odd files are compressed by the worker right away.
+                    compress: i % 2 == 1,
                 })
                 .unwrap();
             }
@@ -339,6 +354,17 @@ mod tests {
                 let have: Vec<(usize, [u8; 32])> =
                     r.chunks.iter().map(|&(_, l, id)| (l, id)).collect();
                 assert_eq!(have, want);
+                match &r.payloads {
+                    None => assert_eq!(i % 2, 0, "file {i} lacks its payloads"),
+                    Some(payloads) => {
+                        assert_eq!(i % 2, 1, "file {i} was not to be compressed");
+                        assert_eq!(payloads.len(), r.chunks.len());
+                        for (p, &(off, len, _)) in payloads.iter().zip(&r.chunks) {
+                            let want = compress(&spec, &r.data[off..off + len]).unwrap();
+                            assert_eq!(p.as_ref().unwrap(), &want);
+                        }
+                    }
+                }
             }
             let r = &got[&19];
             let (off, len, id) = r.chunks[0];
@@ -380,6 +406,7 @@ mod tests {
                 file,
                 size: 0,
                 ctime_ns: Some(0),
+                compress: false,
             })
             .unwrap();
             match pool.next().unwrap() {

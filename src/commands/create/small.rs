@@ -57,6 +57,18 @@ enum FileState {
     },
 }
 
+/// A small file for the queue: its item so far, the open file and what the files cache needs.
+pub(super) struct NewFile<'p> {
+    pub(super) item: Item,
+    pub(super) file: std::fs::File,
+    pub(super) fstat: FileStat,
+    pub(super) path_hash: Option<[u8; 32]>,
+    pub(super) path: &'p [u8],
+    /// Not in the files cache, so its chunks are most likely new: the pool compresses them
+    /// while it reads (one round trip less per chunk).
+    pub(super) compress_now: bool,
+}
+
 /// The queue and the pool.
 pub(super) struct SmallFiles {
     pool: FilePool,
@@ -118,12 +130,16 @@ impl SmallFiles {
     pub(super) fn submit(
         &mut self,
         run: &mut Run<'_, '_>,
-        item: Item,
-        file: std::fs::File,
-        fstat: FileStat,
-        path_hash: Option<[u8; 32]>,
-        path: &[u8],
+        new: NewFile<'_>,
     ) -> Result<(), VisitError> {
+        let NewFile {
+            item,
+            file,
+            fstat,
+            path_hash,
+            path,
+            compress_now,
+        } = new;
         // Make room first, so the window bounds descriptors and memory.
         self.pump(run)?;
         while self.files.len() >= MAX_FILES
@@ -140,6 +156,7 @@ impl SmallFiles {
                 file,
                 size: fstat.size,
                 ctime_ns: Some(fstat.ctime),
+                compress: compress_now,
             })
             .map_err(fatal)?;
         self.bytes_in_flight += fstat.size;
@@ -190,20 +207,30 @@ impl SmallFiles {
                 };
                 f.state = match result {
                     Err(e) => FileState::Failed(e),
-                    Ok(read) => {
-                        // Compress now what is not known yet; the decision in walk order
-                        // comes later and may still find a chunk stored by an earlier file.
+                    Ok(mut read) => {
+                        // Compress now what is not known yet (unless the worker already
+                        // did); the decision in walk order comes later and may still find a
+                        // chunk stored by an earlier file.
+                        let mut payloads = read.payloads.take().map(Vec::into_iter);
                         for &(offset, len, id) in &read.chunks {
+                            let payload = payloads.as_mut().and_then(Iterator::next);
                             if run.store.index.contains(&id)
                                 || self.storing.contains(&id)
                                 || self.compressing.contains_key(&id)
                             {
                                 continue;
                             }
-                            self.pool
-                                .compress(id, read.data.clone(), offset, len)
-                                .map_err(fatal)?;
-                            self.compressing.insert(id, None);
+                            match payload {
+                                Some(p) => {
+                                    self.compressing.insert(id, Some(p.map_err(fatal)?));
+                                }
+                                None => {
+                                    self.pool
+                                        .compress(id, read.data.clone(), offset, len)
+                                        .map_err(fatal)?;
+                                    self.compressing.insert(id, None);
+                                }
+                            }
                         }
                         FileState::Read(read)
                     }

@@ -186,10 +186,11 @@ where
     }
 }
 
-/// Rewrites the directives whose meaning differs between Python's `strftime` (which borg's
-/// `DatetimeWrapper.__format__` uses) and chrono's: Python's `%f` is the microseconds, six
-/// digits, chrono's is the nanoseconds, nine digits. `%%` stays a literal percent sign.
-fn python_strftime(spec: &str) -> String {
+/// Rewrites a Python `strftime` format (what borg's `DatetimeWrapper.__format__` and
+/// `format_time` pass to Python) for chrono, where a directive means something else: Python's
+/// `%f` is the microseconds, six digits, chrono's is the nanoseconds, nine digits. `%%` stays
+/// a literal percent sign.
+pub fn python_strftime(spec: &str) -> String {
     let mut out = String::with_capacity(spec.len() + 4);
     let mut chars = spec.chars();
     while let Some(c) = chars.next() {

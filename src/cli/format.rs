@@ -239,19 +239,7 @@ pub fn strftime(t: &DateTime<Utc>, spec: &str) -> String {
     if spec.is_empty() {
         return text_time(t);
     }
-    // Python's `%f` is six digits of microseconds; chrono's is nanoseconds.
-    let mut translated = String::with_capacity(spec.len() + 4);
-    let mut chars = spec.chars();
-    while let Some(c) = chars.next() {
-        translated.push(c);
-        if c == '%' {
-            match chars.next() {
-                Some('f') => translated.push_str("6f"),
-                Some(n) => translated.push(n),
-                None => {}
-            }
-        }
-    }
+    let translated = rborg::placeholders::python_strftime(spec);
     let items: Vec<Item> = StrftimeItems::new(&translated).collect();
     if items.iter().any(|i| matches!(i, Item::Error)) {
         return spec.to_string();

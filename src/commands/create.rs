@@ -365,18 +365,21 @@ pub fn create(
             );
             state.small = Some(small::SmallFiles::new(pool));
         }
+        let mut chunks_since = 0;
         let mut cp = CheckpointingVisitor {
             run: &mut state,
-            manifest,
-            checkpoints: &mut checkpoints,
-            base: &base_meta,
-            interval: opts.checkpoint_interval,
-            last: &mut last_checkpoint,
-            started,
-            timestamp: opts.timestamp,
-            files_path: &files_path,
-            trigger: opts.part_trigger,
-            chunks_since: 0,
+            cp: Checkpointer {
+                manifest,
+                checkpoints: &mut checkpoints,
+                base: &base_meta,
+                interval: opts.checkpoint_interval,
+                last: &mut last_checkpoint,
+                started,
+                timestamp: opts.timestamp,
+                files_path: &files_path,
+                trigger: opts.part_trigger,
+                chunks_since: &mut chunks_since,
+            },
         };
         // stdin first, on the calling thread (nothing is in flight yet), then the walk;
         // whatever small files are still in flight at the end are drained into the archive.
@@ -385,8 +388,7 @@ pub fn create(
         for p in &opts.paths {
             if p.as_slice() == b"-" {
                 if r.is_ok() {
-                    let (run, mut mid) = cp.split();
-                    r = run.process_stdin(&opts.stdin_name, &mut mid);
+                    r = cp.run.process_stdin(&opts.stdin_name, &mut cp.cp);
                 }
             } else {
                 fs_paths.push(p.clone());
@@ -542,49 +544,14 @@ impl Checkpoints {
     }
 }
 
+/// The walk's visitor: the run, and apart from it what a checkpoint needs (a separate field,
+/// so that reading a file's content can write checkpoints while the run is borrowed).
 struct CheckpointingVisitor<'r, 's, 'o, 'm> {
     run: &'r mut Run<'s, 'o>,
-    manifest: &'m mut crate::manifest::Manifest,
-    checkpoints: &'m mut Checkpoints,
-    base: &'m ArchiveMetadata,
-    interval: Duration,
-    last: &'m mut Instant,
-    started: Instant,
-    timestamp: Option<DateTime<Utc>>,
-    files_path: &'m std::path::Path,
-    trigger: PartTrigger,
-    /// Chunks of file content read since the last checkpoint (or the start).
-    chunks_since: u64,
+    cp: Checkpointer<'m>,
 }
 
-impl<'s, 'o> CheckpointingVisitor<'_, 's, 'o, '_> {
-    /// The run, and apart from it what a checkpoint needs (so that reading a file's content
-    /// can write checkpoints).
-    fn split(&mut self) -> (&mut Run<'s, 'o>, Checkpointer<'_>) {
-        (
-            &mut *self.run,
-            Checkpointer {
-                manifest: &mut *self.manifest,
-                checkpoints: &mut *self.checkpoints,
-                base: self.base,
-                interval: self.interval,
-                last: &mut *self.last,
-                started: self.started,
-                timestamp: self.timestamp,
-                files_path: self.files_path,
-                trigger: self.trigger,
-                chunks_since: &mut self.chunks_since,
-            },
-        )
-    }
-
-    fn checkpoint(&mut self) -> Result<(), VisitError> {
-        let (run, mut cp) = self.split();
-        cp.checkpoint(run)
-    }
-}
-
-/// Everything of a [`CheckpointingVisitor`] but the run, borrowed for one entry.
+/// What writing a checkpoint needs besides the run.
 struct Checkpointer<'m> {
     manifest: &'m mut crate::manifest::Manifest,
     checkpoints: &'m mut Checkpoints,
@@ -595,6 +562,7 @@ struct Checkpointer<'m> {
     timestamp: Option<DateTime<Utc>>,
     files_path: &'m std::path::Path,
     trigger: PartTrigger,
+    /// Chunks of file content read since the last checkpoint (or the start).
     chunks_since: &'m mut u64,
 }
 
@@ -663,18 +631,15 @@ impl Visitor for CheckpointingVisitor<'_, '_, '_, '_> {
         }
         if self.run.stop.sigint.load(Ordering::Relaxed) {
             self.run.interrupted = Some("SIGINT");
-            self.checkpoint()?;
+            self.cp.checkpoint(self.run)?;
             return Err(VisitError::Fatal("Got Ctrl-C / SIGINT.".into()));
         }
-        let r = {
-            let (run, mut mid) = self.split();
-            run.entry(entry, &mut mid)
-        };
+        let r = self.run.entry(entry, &mut self.cp);
         if matches!(r, Err(VisitError::Fatal(_))) {
             return r;
         }
-        if !self.interval.is_zero() && self.last.elapsed() >= self.interval {
-            self.checkpoint()?;
+        if !self.cp.interval.is_zero() && self.cp.last.elapsed() >= self.cp.interval {
+            self.cp.checkpoint(self.run)?;
         }
         r
     }

@@ -21,7 +21,7 @@ BORG=${RBORG_BORG14:-$here/target/peers/borg-1.4.5/bin/borg}
 [ -x "$BORG" ] || { echo "borg 1.4.5 not found (set RBORG_BORG14)" >&2; exit 2; }
 
 WORK=$(mktemp -d /tmp/rborg-bench-check-ssh.XXXXXX)
-SSHD_PID=
+source "$here/scripts/bench-lib.sh"
 cleanup() {
     if [ -n "$SSHD_PID" ]; then kill "$SSHD_PID" 2>/dev/null || true; wait "$SSHD_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"
@@ -29,49 +29,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # --- throwaway sshd on a free loopback port ---------------------------------------------
-mkdir -p /run/sshd
-D=$WORK/sshd
-mkdir -p "$D"
-ssh-keygen -q -t ed25519 -N '' -f "$D/host_ed25519" </dev/null
-ssh-keygen -q -t ed25519 -N '' -f "$D/client_ed25519" </dev/null
-cut -d' ' -f1-2 "$D/client_ed25519.pub" > "$D/authorized_keys"
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-for attempt in 1 2 3 4 5; do
-    PORT=$(free_port)
-    [ "$PORT" != 22 ] || continue
-    cat > "$D/sshd_config" <<CFG
-Port $PORT
-ListenAddress 127.0.0.1
-HostKey $D/host_ed25519
-PidFile $D/sshd.pid
-AuthorizedKeysFile $D/authorized_keys
-PermitRootLogin yes
-StrictModes no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-LogLevel ERROR
-MaxStartups 100
-MaxSessions 100
-CFG
-    /usr/sbin/sshd -D -e -f "$D/sshd_config" 2>"$D/sshd.log" &
-    SSHD_PID=$!
-    up=no
-    for _ in $(seq 50); do
-        if ! kill -0 "$SSHD_PID" 2>/dev/null; then break; fi
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then up=yes; break; fi
-        sleep 0.2
-    done
-    [ "$up" = yes ] && break
-    kill "$SSHD_PID" 2>/dev/null || true; wait "$SSHD_PID" 2>/dev/null || true; SSHD_PID=
-done
-[ -n "$SSHD_PID" ] || { echo "sshd did not start:" >&2; cat "$D/sshd.log" >&2; exit 1; }
-echo "[127.0.0.1]:$PORT $(cut -d' ' -f1-2 "$D/host_ed25519.pub")" > "$D/known_hosts"
-
-export BORG_RSH="ssh -F /dev/null -i $D/client_ed25519 -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile=$D/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR -p $PORT"
+start_loopback_sshd "$WORK/sshd"
 export BORG_REMOTE_PATH=$BORG
 export BORG_PASSPHRASE=bench BORG_BASE_DIR=$WORK/base
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
@@ -93,10 +51,6 @@ du -sh "$REPO" | sed 's/^/repository size: /'
 sync
 
 # --- timed runs ---------------------------------------------------------------------------
-# CPU seconds the sshd listener has collected from its finished children: each connection's
-# sshd process and, through it, the `borg serve` it ran (/proc/PID/stat cutime + cstime).
-TCK=$(getconf CLK_TCK)
-server_cpu() { awk -v t="$TCK" '{printf "%.2f", ($16 + $17) / t}' "/proc/$SSHD_PID/stat"; }
 timed() { # label, command...  -> appends "label seconds rss_kib rc total_cpu" to $WORK/results
     local label=$1; shift
     local rc=0 before after

@@ -31,7 +31,7 @@ RBORG=$HERE/target/release/rborg
 (cd "$HERE" && cargo build --release --quiet)
 
 W=$(mktemp -d /tmp/rborg-bench-create.XXXXXX)
-SSHD_PID=
+source "$HERE/scripts/bench-lib.sh"
 cleanup() {
     if [ -n "$SSHD_PID" ]; then kill "$SSHD_PID" 2>/dev/null || true; fi
     rm -rf "$W"
@@ -43,29 +43,7 @@ export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS
 mkdir -p "$W/base"
 
 # --- data ---------------------------------------------------------------------------------
-make_big() {
-    mkdir -p "$W/data/big"
-    local per=$((BIG_MIB / 4))
-    python3 - "$W/data/big" "$per" <<'EOF'
-import os, sys, random
-d, per = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(42)
-words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(5000)]
-for i in range(4):
-    with open(os.path.join(d, f"f{i}"), "wb") as f:
-        left = per << 20
-        while left > 0:
-            if i % 2 == 0:
-                # log-like text, compressible about 3-4x
-                line = b" ".join(rnd.choice(words) for _ in range(12)) + b"\n"
-                block = line * 1 + b"".join(b" ".join(rnd.choice(words) for _ in range(12)) + b"\n" for _ in range(2000))
-            else:
-                block = os.urandom(1 << 20)
-            block = block[:left]
-            f.write(block)
-            left -= len(block)
-EOF
-}
+make_big() { make_big_set "$W/data/big" "$BIG_MIB"; }
 make_small() {
     mkdir -p "$W/data"
     cp -a "$SMALL_SRC" "$W/data/small"
@@ -73,45 +51,11 @@ make_small() {
 
 # --- loopback sshd ------------------------------------------------------------------------
 start_sshd() {
-    mkdir -p /run/sshd "$W/ssh"
-    ssh-keygen -q -t ed25519 -N '' -f "$W/ssh/host" >/dev/null
-    ssh-keygen -q -t ed25519 -N '' -f "$W/ssh/client" >/dev/null
-    cp "$W/ssh/client.pub" "$W/ssh/authorized_keys"
-    local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    cat > "$W/ssh/sshd_config" <<EOF
-Port $port
-ListenAddress 127.0.0.1
-HostKey $W/ssh/host
-PidFile $W/ssh/sshd.pid
-AuthorizedKeysFile $W/ssh/authorized_keys
-PermitRootLogin yes
-StrictModes no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-LogLevel ERROR
-EOF
-    /usr/sbin/sshd -D -e -f "$W/ssh/sshd_config" 2>"$W/ssh/log" &
-    SSHD_PID=$!
-    for _ in $(seq 50); do
-        if ssh-keyscan -p "$port" 127.0.0.1 >"$W/ssh/scan" 2>/dev/null && [ -s "$W/ssh/scan" ]; then break; fi
-        sleep 0.1
-    done
-    sed "s/^127.0.0.1/[127.0.0.1]:$port/" "$W/ssh/scan" > "$W/ssh/known_hosts"
-    export BORG_RSH="ssh -F /dev/null -i $W/ssh/client -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile=$W/ssh/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR -p $port"
+    start_loopback_sshd "$W/ssh"
     export BORG_REMOTE_PATH=$BORG
-    SSH_PREFIX="ssh://root@127.0.0.1:$port"
 }
 
 # --- one timed run ------------------------------------------------------------------------
-# CPU seconds the sshd listener has collected from its finished children: each connection's
-# sshd process and, through it, the `borg serve` it ran (/proc/PID/stat cutime + cstime).
-TCK=$(getconf CLK_TCK)
-server_cpu() {
-    if [ -n "$SSHD_PID" ]; then awk -v t="$TCK" '{printf "%.2f", ($16 + $17) / t}' "/proc/$SSHD_PID/stat"; else echo 0; fi
-}
 # run TOOL REPO ARCHIVE DATA -> prints "seconds maxrss_kib cpu_seconds" (CPU of every process
 # of the run: the client with its ssh, and over ssh the sshd session with borg serve)
 timed() {

@@ -37,7 +37,7 @@ RBORG=${RBORG:-$HERE/target/release/rborg}
 [ -x "$BORG" ] || { echo "borg 1.4.5 not found at $BORG (set RBORG_BORG14)" >&2; exit 1; }
 [ -x "$RBORG" ] || { echo "build rborg first: cargo build --release" >&2; exit 1; }
 W=$(mktemp -d /tmp/rborg-bench-serve.XXXXXX)
-SSHD_PID=
+source "$HERE/scripts/bench-lib.sh"
 cleanup() {
     if [ -n "$SSHD_PID" ]; then kill "$SSHD_PID" 2>/dev/null || true; wait "$SSHD_PID" 2>/dev/null || true; fi
     rm -rf "$W"
@@ -48,68 +48,14 @@ export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS
 mkdir -p "$W/base"
 
 # --- data ---------------------------------------------------------------------------------
-make_big() {
-    mkdir -p "$W/data/big"
-    python3 - "$W/data/big" "$((BIG_MIB / 4))" <<'EOF'
-import os, sys, random
-d, per = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(42)
-words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(5000)]
-for i in range(4):
-    with open(os.path.join(d, f"f{i}"), "wb") as f:
-        left = per << 20
-        while left > 0:
-            if i % 2 == 0:
-                block = b"".join(b" ".join(rnd.choice(words) for _ in range(12)) + b"\n" for _ in range(2000))
-            else:
-                block = os.urandom(1 << 20)
-            block = block[:left]
-            f.write(block)
-            left -= len(block)
-EOF
-}
+make_big() { make_big_set "$W/data/big" "$BIG_MIB"; }
 make_small() {
     mkdir -p "$W/data/small"
     for s in "${SMALL_SRCS[@]}"; do cp -a "$s" "$W/data/small/"; done
 }
 
 # --- loopback sshd (as tests/common/mod.rs `Sshd::start`) ---------------------------------
-mkdir -p /run/sshd "$W/ssh"
-ssh-keygen -q -t ed25519 -N '' -f "$W/ssh/host" </dev/null
-ssh-keygen -q -t ed25519 -N '' -f "$W/ssh/client" </dev/null
-cut -d' ' -f1-2 "$W/ssh/client.pub" > "$W/ssh/authorized_keys"
-for attempt in 1 2 3 4 5; do
-    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    [ "$PORT" != 22 ] || continue
-    cat > "$W/ssh/sshd_config" <<CFG
-Port $PORT
-ListenAddress 127.0.0.1
-HostKey $W/ssh/host
-PidFile $W/ssh/sshd.pid
-AuthorizedKeysFile $W/ssh/authorized_keys
-PermitRootLogin yes
-StrictModes no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-LogLevel ERROR
-CFG
-    /usr/sbin/sshd -D -e -f "$W/ssh/sshd_config" 2>"$W/ssh/log" &
-    SSHD_PID=$!
-    up=no
-    for _ in $(seq 50); do
-        if ! kill -0 "$SSHD_PID" 2>/dev/null; then break; fi
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then up=yes; break; fi
-        sleep 0.2
-    done
-    [ "$up" = yes ] && break
-    kill "$SSHD_PID" 2>/dev/null || true; wait "$SSHD_PID" 2>/dev/null || true; SSHD_PID=
-done
-[ -n "$SSHD_PID" ] || { echo "sshd did not start:" >&2; cat "$W/ssh/log" >&2; exit 1; }
-echo "[127.0.0.1]:$PORT $(cut -d' ' -f1-2 "$W/ssh/host.pub")" > "$W/ssh/known_hosts"
-export BORG_RSH="ssh -F /dev/null -i $W/ssh/client -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile=$W/ssh/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR -p $PORT"
-SSH_PREFIX="ssh://root@127.0.0.1:$PORT"
+start_loopback_sshd "$W/ssh"
 
 # Server wrappers: the client runs `<remote-path> serve --umask=077 ...` through ssh; the
 # wrapper runs the real server under /usr/bin/time so its CPU and RSS are recorded too.

@@ -34,23 +34,8 @@ export BORG_PASSPHRASE=bench BORG_BASE_DIR=$W/base
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 mkdir -p "$W/base" "$W/data/big"
 
-python3 - "$W/data/big" "$((BIG_MIB / 4))" <<'EOF'
-import os, sys, random
-d, per = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(42)
-words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(5000)]
-for i in range(4):
-    with open(os.path.join(d, f"f{i}"), "wb") as f:
-        left = per << 20
-        while left > 0:
-            if i % 2 == 0:
-                block = b"".join(b" ".join(rnd.choice(words) for _ in range(12)) + b"\n" for _ in range(2000))
-            else:
-                block = os.urandom(1 << 20)
-            block = block[:left]
-            f.write(block)
-            left -= len(block)
-EOF
+source "$HERE/scripts/bench-lib.sh"
+make_big_set "$W/data/big" "$BIG_MIB"
 
 # An rsh stand-in: drop ssh's options and the host, run the remote command here.
 cat > "$W/rsh" <<'EOF'

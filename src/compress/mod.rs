@@ -73,26 +73,53 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// A vector seen by zstd as the space after its 2-byte borg header: the frame is written in
+/// place behind the header instead of into a buffer of its own and then copied.
+struct AfterHeader<'a>(&'a mut Vec<u8>);
+
+// SAFETY: the view starts 2 bytes into the vector (which holds the header, see `zstd`) and
+// covers the rest of its capacity; `filled_until(n)` sets the length to header + n, the bytes
+// zstd reports it wrote there.
+unsafe impl zstd::zstd_safe::WriteBuf for AfterHeader<'_> {
+    fn as_slice(&self) -> &[u8] {
+        &self.0[2..]
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity() - 2
+    }
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        // SAFETY: the vector holds at least the 2 header bytes.
+        unsafe { self.0.as_mut_ptr().add(2) }
+    }
+    unsafe fn filled_until(&mut self, n: usize) {
+        // SAFETY: zstd wrote `n` bytes behind the header, within the capacity.
+        unsafe { self.0.set_len(n + 2) }
+    }
+}
+
 fn zstd(data: &[u8], level: i32) -> Result<Vec<u8>, CompressError> {
     // One frame with the content size in its header; borg's reader insists on that size.
-    let body = ZSTD_CONTEXT
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()) + 2);
+    out.extend_from_slice(&HEADER_ZSTD);
+    let written = ZSTD_CONTEXT
         .with(|cell| {
             let Ok(mut slot) = cell.try_borrow_mut() else {
-                return zstd::bulk::compress(data, level);
+                return zstd::bulk::Compressor::new(level)?
+                    .compress_to_buffer(data, &mut AfterHeader(&mut out));
             };
             if let Some((l, c)) = slot.as_mut() {
                 if *l == level {
-                    return c.compress(data);
+                    return c.compress_to_buffer(data, &mut AfterHeader(&mut out));
                 }
             }
             let mut c = zstd::bulk::Compressor::new(level)?;
-            let body = c.compress(data);
+            let written = c.compress_to_buffer(data, &mut AfterHeader(&mut out));
             *slot = Some((level, c));
-            body
+            written
         })
         .map_err(CompressError::Zstd)?;
-    Ok(if body.len() < data.len() {
-        with_header(HEADER_ZSTD, &body)
+    Ok(if written < data.len() {
+        out
     } else {
         with_header(HEADER_NONE, data)
     })
@@ -220,15 +247,20 @@ pub fn compress(spec: &CompressionSpec, data: &[u8]) -> Result<Vec<u8>, Compress
             // borg's Auto: LZ4 as a cheap redundancy probe. Ratios are computed as borg computes
             // them, header bytes included.
             let cheap = lz4(data);
-            let ratio = cheap.len() as f64 / (data.len() + 2) as f64;
+            let cheap_len = cheap.len();
+            let ratio = cheap_len as f64 / (data.len() + 2) as f64;
             if ratio >= 0.97 {
                 return Ok(cheap);
             }
+            // Only the probe's size decides from here on: free it before the real compressor
+            // runs (peak memory), and redo it in the rare case that it is kept after all.
+            drop(cheap);
             let expensive = compress(inner, data)?;
-            if (expensive.len() as f64 / cheap.len() as f64) < 0.99 {
+            if (expensive.len() as f64 / cheap_len as f64) < 0.99 {
                 Ok(expensive)
             } else {
-                Ok(cheap)
+                drop(expensive);
+                Ok(lz4(data))
             }
         }
         CompressionSpec::Obfuscate { level, inner } => {

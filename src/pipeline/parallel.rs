@@ -104,7 +104,6 @@ where
     let (seal_tx, seal_rx) = unbounded::<SealJob>();
     let (msg_tx, msg_rx) = unbounded::<Msg>();
     let (token_tx, token_rx) = bounded::<()>(window);
-    let (recycle_tx, recycle_rx) = bounded::<Vec<u8>>(window);
     let zero_ids = ZeroIds::default();
     let mut source = source;
     std::thread::scope(|scope| {
@@ -120,12 +119,9 @@ where
                 match source.read_chunk() {
                     Ok(Some(c)) => {
                         bytes += c.size as u64;
-                        let data = c.data.map(|d| {
-                            let mut v = recycle_rx.try_recv().unwrap_or_default();
-                            v.clear();
-                            v.extend_from_slice(d);
-                            v
-                        });
+                        // An exact-size copy: buffers kept for reuse would grow to the
+                        // largest chunk seen and hold that much each (peak RSS).
+                        let data = c.data.map(<[u8]>::to_vec);
                         let job = StageJob {
                             seq,
                             size: c.size,
@@ -149,16 +145,11 @@ where
             }
         });
         for _ in 0..threads {
-            let (stage_rx, seal_rx, msg_tx, recycle_tx) = (
-                stage_rx.clone(),
-                seal_rx.clone(),
-                msg_tx.clone(),
-                recycle_tx.clone(),
-            );
+            let (stage_rx, seal_rx, msg_tx) = (stage_rx.clone(), seal_rx.clone(), msg_tx.clone());
             let zero_ids = &zero_ids;
-            scope.spawn(move || worker(hot, zero_ids, stage_rx, seal_rx, msg_tx, recycle_tx));
+            scope.spawn(move || worker(hot, zero_ids, stage_rx, seal_rx, msg_tx));
         }
-        drop((stage_rx, seal_rx, msg_tx, recycle_tx));
+        drop((stage_rx, seal_rx, msg_tx));
         let result = sequence(hot, &msg_rx, &seal_tx, &token_rx, next_iv, &mut sink);
         // Closing these stops the reader and the workers, also after an error.
         drop((seal_tx, token_rx, msg_rx));
@@ -172,7 +163,6 @@ fn worker<S: ChunkSealer>(
     stage_rx: Receiver<StageJob>,
     seal_rx: Receiver<SealJob>,
     msg_tx: Sender<Msg>,
-    recycle_tx: Sender<Vec<u8>>,
 ) {
     let mut staging_open = true;
     loop {
@@ -187,7 +177,7 @@ fn worker<S: ChunkSealer>(
                     },
                     recv(stage_rx) -> job => match job {
                         Ok(job) => {
-                            let msg = stage(hot, zero_ids, job, &recycle_tx);
+                            let msg = stage(hot, zero_ids, job);
                             if msg_tx.send(msg).is_err() {
                                 return;
                             }
@@ -214,12 +204,7 @@ fn worker<S: ChunkSealer>(
     }
 }
 
-fn stage<S: ChunkSealer>(
-    hot: &HotPath<'_, S>,
-    zero_ids: &ZeroIds,
-    job: StageJob,
-    recycle_tx: &Sender<Vec<u8>>,
-) -> Msg {
+fn stage<S: ChunkSealer>(hot: &HotPath<'_, S>, zero_ids: &ZeroIds, job: StageJob) -> Msg {
     let id = match &job.data {
         Some(d) => hot.sealer.id_hash(d),
         None => zero_ids.id(hot.sealer, job.size),
@@ -232,10 +217,6 @@ fn stage<S: ChunkSealer>(
             None => compress(hot.compression, &vec![0; job.size]).map(Some),
         }
     };
-    if let Some(d) = job.data {
-        // A full recycle queue just means the buffer is freed.
-        let _ = recycle_tx.try_send(d);
-    }
     match payload {
         Ok(payload) => Msg::Staged {
             seq: job.seq,

@@ -916,6 +916,10 @@ impl Run<'_, '_> {
                     let Some(mut q) = self.small.take() else {
                         return Ok(None);
                     };
+                    // The pool reads this file after the files ahead of it: ask the kernel to
+                    // start reading it now, so a cold cache has many reads in flight instead
+                    // of one per worker.
+                    crate::fs::stat::will_need(std::os::fd::AsFd::as_fd(&fd));
                     let r = q.submit(
                         self,
                         small::NewFile {

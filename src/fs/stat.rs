@@ -131,6 +131,15 @@ pub fn lstat(path: &[u8]) -> Result<Stat, FsError> {
     stat_at(None, path, false)
 }
 
+/// Asks the kernel to start reading the whole file behind `fd` into the page cache
+/// (`posix_fadvise(POSIX_FADV_WILLNEED)`) and returns at once. Only a hint: errors are ignored.
+pub fn will_need(fd: BorrowedFd<'_>) {
+    // SAFETY: plain syscall on a borrowed, open descriptor; no memory is passed.
+    unsafe {
+        libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+    }
+}
+
 /// `fstat(fd)`.
 pub fn fstat(fd: BorrowedFd<'_>, name: &[u8]) -> Result<Stat, FsError> {
     // SAFETY: zeroed is a valid bit pattern for `stat`.

@@ -7,6 +7,17 @@ use std::time::{Duration, Instant};
 
 use super::{ServerExit, ServerStreams, TransportError};
 
+/// Capacity asked for the pipe to the server (Linux's default limit for unprivileged users).
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
+/// Asks for a [`PIPE_SIZE`] pipe buffer; a refusal (a lower system limit) keeps the default.
+fn grow_pipe(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a descriptor this process owns; no memory is passed.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE);
+    }
+}
+
 /// A running child whose stdin, stdout and stderr are the server's streams.
 pub(crate) struct ChildProcess {
     child: Child,
@@ -40,6 +51,13 @@ impl ChildProcess {
         let child = cmd
             .spawn()
             .map_err(|source| TransportError::Spawn { program, source })?;
+        // A larger pipe to the server: a chunk then crosses in a few writes instead of one per
+        // 64 KiB, with fewer wake-ups of both sides (measured: create over ssh 0.2-0.4 s
+        // faster on both benchmark sets; a larger pipe back from the server made the small
+        // set slower, so that one keeps the default).
+        if let Some(stdin) = &child.stdin {
+            grow_pipe(std::os::fd::AsRawFd::as_raw_fd(stdin));
+        }
         Ok(ChildProcess { child, argv })
     }
 

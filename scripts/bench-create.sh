@@ -4,6 +4,12 @@
 # and unchanged re-run, wall time and peak RSS from /usr/bin/time -v.
 #
 #   scripts/bench-create.sh [--big-mib N] [--small-src DIR] [--only big|small] [--where local|ssh|both]
+#                           [--cache warm|cold] [--rounds N]
+#
+# --cache: the page cache before every timed run. warm (default): the data set is read once
+# first, so neither tool waits for the disk; cold: `drop_caches` first (root), as on a server
+# whose files were last read a day ago. --rounds: runs per tool (borg and rborg alternate,
+# each round with fresh repositories); the table shows the median of every figure.
 #
 # Data: a large-file set (N MiB in 4 files, half compressible text, half random) and a
 # many-small-files set (a copy of DIR, default /usr/share). Prints one table with ratios
@@ -14,12 +20,16 @@ BIG_MIB=1024
 SMALL_SRC=/usr/share
 ONLY=both
 WHERE=both
+CACHE=warm
+ROUNDS=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --big-mib) BIG_MIB=$2; shift 2 ;;
         --small-src) SMALL_SRC=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
         --where) WHERE=$2; shift 2 ;;
+        --cache) CACHE=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -61,6 +71,7 @@ start_sshd() {
 timed() {
     local tool=$1 repo=$2 archive=$3 data=$4 bin before after
     if [ "$tool" = borg ]; then bin=$BORG; else bin=$RBORG; fi
+    prepare_cache "$W/data/$data"
     before=$(server_cpu)
     (cd "$W/data" && /usr/bin/time -v -o "$W/time.txt" "$bin" create -C auto,zstd "$repo::$archive" "$data" >/dev/null 2>"$W/err.txt") || {
         echo "$tool create failed:" >&2; cat "$W/err.txt" >&2; exit 1; }
@@ -74,24 +85,44 @@ timed() {
     echo "$wall $rss $cpu"
 }
 
+# prepare_cache DIR: the page cache state --cache asks for, before a timed run.
+prepare_cache() {
+    sync
+    if [ "$CACHE" = cold ]; then
+        echo 3 > /proc/sys/vm/drop_caches
+    else
+        find "$1" -type f -print0 | xargs -0 cat > /dev/null
+    fi
+}
+
+# median: the median of the numbers on stdin, one per line.
+median() { sort -g | awk '{v[NR]=$1} END {if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+
 declare -a ROWS
 bench_set() {
-    local set=$1 where=$2 bytes files
+    local set=$1 where=$2 bytes files round
     bytes=$(du -sb "$W/data/$set" | cut -f1)
     files=$(find "$W/data/$set" -type f | wc -l)
-    local results=()
-    for tool in borg rborg; do
-        local repo
-        if [ "$where" = local ]; then repo=$W/repo-$set-$tool-local; else repo=$SSH_PREFIX$W/repo-$set-$tool-ssh; fi
-        # each tool gets its own repository and cache
-        export BORG_CACHE_DIR=$W/cache-$set-$tool-$where
-        "$BORG" init -e repokey "$repo" >/dev/null 2>&1
-        sync
-        results+=("$(timed "$tool" "$repo" first "$set")")
-        results+=("$(timed "$tool" "$repo" rerun "$set")")
+    : > "$W/rounds.txt"
+    for round in $(seq "$ROUNDS"); do
+        for tool in borg rborg; do
+            local repo
+            if [ "$where" = local ]; then repo=$W/repo-$set-$tool-local; else repo=$SSH_PREFIX$W/repo-$set-$tool-ssh; fi
+            # each tool gets its own repository and cache, new in every round
+            rm -rf "$W/repo-$set-$tool-$where" "$W/cache-$set-$tool-$where"
+            export BORG_CACHE_DIR=$W/cache-$set-$tool-$where
+            "$BORG" init -e repokey "$repo" >/dev/null 2>&1
+            echo "$tool first $(timed "$tool" "$repo" first "$set")" >> "$W/rounds.txt"
+            echo "$tool rerun $(timed "$tool" "$repo" rerun "$set")" >> "$W/rounds.txt"
+        done
     done
-    read -r bf bfr bfc <<<"${results[0]}"; read -r br brr brc <<<"${results[1]}"
-    read -r rf rfr rfc <<<"${results[2]}"; read -r rr rrr rrc <<<"${results[3]}"
+    # Column-wise medians over the rounds: seconds, peak RSS, CPU.
+    med() { awk -v t="$1" -v r="$2" -v c="$3" '$1==t && $2==r {print $c}' "$W/rounds.txt" | median; }
+    local bf bfr bfc br brr brc rf rfr rfc rr rrr rrc
+    bf=$(med borg first 3); bfr=$(med borg first 4); bfc=$(med borg first 5)
+    br=$(med borg rerun 3); brr=$(med borg rerun 4); brc=$(med borg rerun 5)
+    rf=$(med rborg first 3); rfr=$(med rborg first 4); rfc=$(med rborg first 5)
+    rr=$(med rborg rerun 3); rrr=$(med rborg rerun 4); rrc=$(med rborg rerun 5)
     ROWS+=("$(python3 - "$set" "$where" "$bytes" "$files" "$(nproc)" "$bf" "$bfr" "$bfc" "$br" "$brr" "$brc" "$rf" "$rfr" "$rfc" "$rr" "$rrr" "$rrc" <<'EOF'
 import sys
 s, w, b, n, cores, bf, bfr, bfc, br, brr, brc, rf, rfr, rfc, rr, rrr, rrc = sys.argv[1:]
@@ -124,6 +155,7 @@ done
 
 echo
 echo "borg 1.4.5 vs rborg $(git -C "$HERE" rev-parse --short HEAD), -C auto,zstd, repokey, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "page cache: $CACHE before every run; medians of $ROUNDS round(s), borg and rborg alternating"
 echo "big: $BIG_MIB MiB in 4 files (2 text, 2 random); small: copy of $SMALL_SRC"
 echo "CPU: seconds of every process of the run (client, ssh; over ssh also sshd and borg serve)."
 echo "ceiling: borg's time / (rborg's CPU / $(nproc) cores), the most any speed-up could be here."

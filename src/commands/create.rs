@@ -266,7 +266,7 @@ pub fn create(
     let chunker_value = chunker_params_value(&opts.chunker_params);
     let key = &session.opened.key.key;
     let seed = key.chunk_seed() as i64;
-    // A window of one chunk per worker plus one was as fast as larger ones in
+    // A window of one chunk per worker plus two was as fast as larger ones in
     // scripts/bench-create.sh and holds far less in flight than the pipeline's default
     // (peak RSS is a target: no more than borg's).
     let threads = match opts.threads {
@@ -275,7 +275,7 @@ pub fn create(
     };
     let parallel = ParallelOptions {
         threads,
-        window: threads + 1,
+        window: threads + 2,
     };
     // Small files go through the cross-file pool, except with one thread (the sequential
     // path, kept as the reference), with `--sparse` fixed chunking (holes are found by

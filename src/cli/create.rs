@@ -168,10 +168,13 @@ impl CreateOutput for Printer {
 
     fn warning(&mut self, message: &str) {
         self.warnings += 1;
-        self.codes
-            .insert(rborg::commands::create::warning_code(message));
+        let code = rborg::commands::create::warning_code(message);
+        self.codes.insert(code);
         self.clear_progress();
-        log::warn!("{message}");
+        match super::exit::class_name(code) {
+            Some(msgid) => log::warn!(msgid; "{message}"),
+            None => log::warn!("{message}"),
+        }
     }
 
     fn processing(&mut self, path: &[u8]) {

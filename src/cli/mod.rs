@@ -131,7 +131,10 @@ pub fn main() -> ExitCode {
     let outcome = match run(&ctx, cli.command) {
         Ok(outcome) => outcome,
         Err(e) => {
-            log::error!("{}", e.message);
+            match e.outcome.msgid() {
+                Some(msgid) => log::error!(msgid; "{}", e.message),
+                None => log::error!("{}", e.message),
+            }
             e.outcome
         }
     };

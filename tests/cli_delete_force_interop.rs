@@ -14,7 +14,8 @@ use std::process::{Command, Output, Stdio};
 
 use common::{borg14, Peer, Scratch};
 
-/// Deletes one object of archive `victim` from the repository at argv[1]; argv[2] names it;
+/// Deletes one object of archive `victim` (or the manifest) from the repository at argv[1];
+/// argv[2] names it;
 /// argv[3] is the base dir, argv[4] the passphrase.
 const DAMAGE: &str = r#"
 import os, sys
@@ -31,7 +32,9 @@ with Repository(path, exclusive=True) as repo:
     manifest, key = Manifest.load(repo, (Manifest.Operation.READ,))
     info = manifest.archives['victim']
     archive = Archive(repo, key, manifest, 'victim')
-    if what == 'meta':
+    if what == 'manifest':
+        target = Manifest.MANIFEST_ID
+    elif what == 'meta':
         target = info.id
     elif what == 'items':
         target = archive.metadata.items[0]
@@ -358,6 +361,78 @@ fn repository_delete_talks_like_borg_14() {
             outs[0].1 == Some(0),
             *succeeds,
             "{args:?}: borg's exit code"
+        );
+    }
+}
+
+/// A repository whose manifest is gone is still deleted, as by borg 1.4.5: with the "may
+/// contain" question and the "no manifest" listing, and with `--force` without a passphrase
+/// (borg does not read the key then).
+#[test]
+fn repository_without_manifest_is_deleted_like_borg_14() {
+    let scratch = Scratch::new();
+    let b14 = borg14();
+    let pristine = pristine(&scratch, &b14);
+    let broken = scratch.path("no-manifest");
+    copy_tree(&pristine, &broken);
+    let passphrase = scratch
+        .borg_env()
+        .into_iter()
+        .find(|(k, _)| k == "BORG_PASSPHRASE")
+        .map(|(_, v)| v.to_string_lossy().into_owned())
+        .expect("passphrase");
+    let (repo, base) = (broken.join("repo"), broken.join("base"));
+    let argv = [
+        repo.to_str().expect("utf-8"),
+        "manifest",
+        base.to_str().expect("utf-8"),
+        &passphrase,
+    ];
+    let python = &borg_python::peers()[0].1;
+    let target = borg_python::run_python(python, DAMAGE, &argv, b"");
+    assert_eq!(String::from_utf8_lossy(&target).trim(), "0".repeat(64));
+    let cases: [(&str, &str, &[&str], bool); 3] = [
+        (
+            "YES",
+            &passphrase,
+            &["delete", "--info", "--list", "repo"],
+            true,
+        ),
+        ("no", &passphrase, &["delete", "--list", "repo"], false),
+        (
+            "no",
+            "not-the-passphrase",
+            &["delete", "--force", "--info", "repo"],
+            true,
+        ),
+    ];
+    for (n, (answer, pass, args, succeeds)) in cases.iter().enumerate() {
+        let mut outs = Vec::new();
+        for (who, program) in [("borg", b14.borg.as_path()), ("rborg", rborg_bin())] {
+            let dir = scratch.path(&format!("no-manifest-{n}-{who}"));
+            copy_tree(&broken, &dir);
+            let mut env = env_for(&scratch, &dir.join("base"));
+            env.retain(|(k, _)| {
+                k != "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING" && k != "BORG_PASSPHRASE"
+            });
+            env.push(("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING".into(), answer.into()));
+            env.push(("BORG_PASSPHRASE".into(), pass.into()));
+            let out = run(program, &env, &dir, args);
+            let gone = !dir.join("repo").exists();
+            outs.push((messages(&out, &dir), out.status.code(), gone));
+        }
+        assert_eq!(
+            outs[0], outs[1],
+            "{args:?} answered {answer:?}: borg vs rborg"
+        );
+        assert_eq!(
+            outs[0].1 == Some(0),
+            *succeeds,
+            "{args:?}: borg's exit code"
+        );
+        assert_eq!(
+            outs[0].2, *succeeds,
+            "{args:?}: whether borg removed the repository"
         );
     }
 }

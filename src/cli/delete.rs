@@ -181,12 +181,33 @@ fn delete_repository(
     location: &rborg::location::Location,
     args: &DeleteArgs,
 ) -> Result<Outcome, CliError> {
-    let mut session = session::open(ctx, location, true, &[])?;
-    let repo_id = *session.repository.id();
-    let cache_dir = rborg::cache::repository_cache_dir(&ctx.env, &repo_id)
-        .map_err(|e| CliError::error(e.to_string()))?;
+    // Like borg, only the repository is opened here (locked); the key and the manifest are
+    // read only to show what is deleted, so `--force` needs no passphrase and a repository
+    // whose manifest is gone can still be deleted.
+    let location = location.absolute();
+    let canonical = location.canonical_path();
+    let access = ctx.common.access(&ctx.env)?;
+    let crypto = ctx.env.crypto_settings();
+    let client = rborg::rpc::ClientOptions {
+        location: canonical.clone(),
+        ..rborg::rpc::ClientOptions::default()
+    };
+    let mut repository = rborg::repository::open_repository(
+        &location,
+        &ctx.common.open_options(true),
+        &access,
+        client,
+    )?;
+    let repo_id = *repository.id();
+    let cache_dir = match rborg::cache::repository_cache_dir(&ctx.env, &repo_id) {
+        Ok(dir) => dir,
+        Err(e) => {
+            let _ = repository.close();
+            return Err(CliError::error(e.to_string()));
+        }
+    };
     if args.cache_only {
-        let _ = session.close();
+        let _ = repository.close();
         if args.dry_run {
             log::info!("Would delete cache.");
         } else {
@@ -197,42 +218,72 @@ fn delete_repository(
     }
     if args.force == 0 {
         // Without --force the user sees what goes and confirms (`_delete_repository`).
-        let archives = session.opened.manifest.list(
-            &[rborg::manifest::SortBy::Timestamp],
-            true,
-            None,
-            None,
-            false,
-        );
-        let mut msg = vec![
-            format!(
-                "You requested to completely DELETE the following repository *including* {} archives it contains:",
-                archives.len()
+        let archives = match rborg::manifest::open_repository(
+            repository.as_mut(),
+            &canonical,
+            &[],
+            &crypto,
+            &mut rborg::crypto::passphrase::TtyPrompter,
+            &rborg::manifest::DefaultCodec,
+        ) {
+            Ok(opened) => Some(
+                opened
+                    .manifest
+                    .list(
+                        &[rborg::manifest::SortBy::Timestamp],
+                        true,
+                        None,
+                        None,
+                        false,
+                    )
+                    .iter()
+                    .map(|(name, entry)| archive_line(name, entry))
+                    .collect::<Vec<String>>(),
             ),
+            Err(rborg::manifest::OpenRepositoryError::Manifest(
+                rborg::manifest::ManifestError::NoManifest,
+            )) => None,
+            Err(e) => {
+                let _ = repository.close();
+                return Err(rborg::commands::CommandError::from(e).into());
+            }
+        };
+        let mut msg = vec![
+            match &archives {
+                Some(a) => format!(
+                    "You requested to completely DELETE the following repository *including* {} archives it contains:",
+                    a.len()
+                ),
+                None => "You requested to completely DELETE the following repository *including* all archives it may contain:".into(),
+            },
             "-".repeat(78),
             format!("Repository ID: {}", hex::encode(repo_id)),
-            format!("Location: {}", location.canonical_path()),
+            format!("Location: {canonical}"),
         ];
         if args.list {
             msg.push(String::new());
             msg.push("Archives:".into());
-            if archives.is_empty() {
-                msg.push("This repository seems to not have any archives.".into());
-            }
-            for (name, entry) in &archives {
-                msg.push(archive_line(name, entry));
+            match &archives {
+                Some(a) if a.is_empty() => {
+                    msg.push("This repository seems to not have any archives.".into());
+                }
+                Some(a) => msg.extend(a.iter().cloned()),
+                None => msg.push(
+                    "This repository seems to have no manifest, so we can't tell anything about its contents."
+                        .into(),
+                ),
             }
         }
         msg.push("-".repeat(78));
         msg.push("Type 'YES' if you understand this and want to continue: ".into());
         eprint!("{}", msg.join("\n"));
         if let Err(e) = confirm(ctx) {
-            let _ = session.close();
+            let _ = repository.close();
             return Err(e);
         }
     }
     if args.dry_run {
-        let _ = session.close();
+        let _ = repository.close();
         log::info!("Would delete repository.");
         let verb = if args.keep_security_info {
             "keep"
@@ -243,11 +294,11 @@ fn delete_repository(
         log::info!("Would delete cache.");
         return Ok(Outcome::Success);
     }
-    session.repository.destroy()?;
-    let _ = session.repository.close();
+    repository.destroy()?;
+    let _ = repository.close();
     log::info!("Repository deleted.");
     if !args.keep_security_info {
-        let security = session.crypto.repo_security_dir(&repo_id);
+        let security = crypto.repo_security_dir(&repo_id);
         remove_dir_if_exists(&security)?;
     }
     remove_dir_if_exists(&cache_dir)?;

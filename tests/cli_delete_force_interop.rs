@@ -63,6 +63,16 @@ fn run(program: &Path, env: &[(OsString, OsString)], cwd: &Path, args: &[&str]) 
         .expect("run")
 }
 
+/// The passphrase `Scratch::borg_env` sets.
+fn passphrase(scratch: &Scratch) -> String {
+    scratch
+        .borg_env()
+        .into_iter()
+        .find(|(k, _)| k == "BORG_PASSPHRASE")
+        .map(|(_, v)| v.to_string_lossy().into_owned())
+        .expect("passphrase")
+}
+
 fn rborg_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_rborg"))
 }
@@ -208,12 +218,7 @@ fn scenario_with(
     let python = &borg_python::peers()[0].1;
     let repo = damaged.join("repo");
     let base = damaged.join("base");
-    let passphrase = scratch
-        .borg_env()
-        .into_iter()
-        .find(|(k, _)| k == "BORG_PASSPHRASE")
-        .map(|(_, v)| v.to_string_lossy().into_owned())
-        .expect("passphrase");
+    let passphrase = passphrase(scratch);
     let argv = [
         repo.to_str().expect("utf-8"),
         what,
@@ -375,12 +380,7 @@ fn repository_without_manifest_is_deleted_like_borg_14() {
     let pristine = pristine(&scratch, &b14);
     let broken = scratch.path("no-manifest");
     copy_tree(&pristine, &broken);
-    let passphrase = scratch
-        .borg_env()
-        .into_iter()
-        .find(|(k, _)| k == "BORG_PASSPHRASE")
-        .map(|(_, v)| v.to_string_lossy().into_owned())
-        .expect("passphrase");
+    let passphrase = passphrase(&scratch);
     let (repo, base) = (broken.join("repo"), broken.join("base"));
     let argv = [
         repo.to_str().expect("utf-8"),

@@ -73,6 +73,33 @@ fn passphrase(scratch: &Scratch) -> String {
         .expect("passphrase")
 }
 
+/// Runs `args` in a copy of `source` for borg (`peer`) and for rborg, with `answer` to the
+/// delete question and `pass` as passphrase; per tool: the messages, the exit code and whether
+/// the repository is gone.
+fn delete_both(
+    scratch: &Scratch,
+    peer: &Peer,
+    source: &Path,
+    label: &str,
+    answer: &str,
+    pass: &str,
+    args: &[&str],
+) -> Vec<(Vec<String>, Option<i32>, bool)> {
+    let mut outs = Vec::new();
+    for (who, program) in [("borg", peer.borg.as_path()), ("rborg", rborg_bin())] {
+        let dir = scratch.path(&format!("{label}-{who}"));
+        copy_tree(source, &dir);
+        let mut env = env_for(scratch, &dir.join("base"));
+        env.retain(|(k, _)| k != "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING" && k != "BORG_PASSPHRASE");
+        env.push(("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING".into(), answer.into()));
+        env.push(("BORG_PASSPHRASE".into(), pass.into()));
+        let out = run(program, &env, &dir, args);
+        let gone = !dir.join("repo").exists();
+        outs.push((messages(&out, &dir), out.status.code(), gone));
+    }
+    outs
+}
+
 fn rborg_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_rborg"))
 }
@@ -346,18 +373,10 @@ fn repository_delete_talks_like_borg_14() {
         ("maybe", &["delete", "--list", "repo"], false),
         ("no", &["delete", "--force", "--info", "repo"], true),
     ];
+    let pass = passphrase(&scratch);
     for (n, (answer, args, succeeds)) in cases.iter().enumerate() {
-        let mut outs = Vec::new();
-        for (who, program) in [("borg", b14.borg.as_path()), ("rborg", rborg_bin())] {
-            let dir = scratch.path(&format!("repo-delete-{n}-{who}"));
-            copy_tree(&pristine, &dir);
-            let mut env = env_for(&scratch, &dir.join("base"));
-            env.retain(|(k, _)| k != "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING");
-            env.push(("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING".into(), answer.into()));
-            let out = run(program, &env, &dir, args);
-            let gone = !dir.join("repo").exists();
-            outs.push((messages(&out, &dir), out.status.code(), gone));
-        }
+        let label = format!("repo-delete-{n}");
+        let outs = delete_both(&scratch, &b14, &pristine, &label, answer, &pass, args);
         assert_eq!(
             outs[0], outs[1],
             "{args:?} answered {answer:?}: borg vs rborg"
@@ -407,20 +426,8 @@ fn repository_without_manifest_is_deleted_like_borg_14() {
         ),
     ];
     for (n, (answer, pass, args, succeeds)) in cases.iter().enumerate() {
-        let mut outs = Vec::new();
-        for (who, program) in [("borg", b14.borg.as_path()), ("rborg", rborg_bin())] {
-            let dir = scratch.path(&format!("no-manifest-{n}-{who}"));
-            copy_tree(&broken, &dir);
-            let mut env = env_for(&scratch, &dir.join("base"));
-            env.retain(|(k, _)| {
-                k != "BORG_DELETE_I_KNOW_WHAT_I_AM_DOING" && k != "BORG_PASSPHRASE"
-            });
-            env.push(("BORG_DELETE_I_KNOW_WHAT_I_AM_DOING".into(), answer.into()));
-            env.push(("BORG_PASSPHRASE".into(), pass.into()));
-            let out = run(program, &env, &dir, args);
-            let gone = !dir.join("repo").exists();
-            outs.push((messages(&out, &dir), out.status.code(), gone));
-        }
+        let label = format!("no-manifest-{n}");
+        let outs = delete_both(&scratch, &b14, &broken, &label, answer, pass, args);
         assert_eq!(
             outs[0], outs[1],
             "{args:?} answered {answer:?}: borg vs rborg"

@@ -711,11 +711,9 @@ fn stats_text(session: &Session, r: &CreateResult) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::patterns::{assert_r_roots, PathsMode};
+    use super::super::Command;
     use super::*;
-    use clap::Parser;
-
-    use super::super::patterns::PathsMode;
-    use super::super::{Cli, Command};
 
     fn progress() -> Progress {
         Progress {
@@ -805,27 +803,9 @@ mod tests {
 
     #[test]
     fn roots_of_r_lines_join_the_paths_in_command_line_order() {
-        let argv = [
-            "rborg",
-            "create",
-            "--pattern",
-            "R c",
-            "r::a",
-            "d",
-            "--pattern",
-            "R b",
-        ];
-        let Ok(Cli {
-            command: Command::Create(args),
-            ..
-        }) = Cli::try_parse_from(argv)
-        else {
-            panic!("create parses");
-        };
-        let (paths, _) = args
-            .patterns
-            .resolve(&args.paths, PathsMode::Extend)
-            .expect("paths");
-        assert_eq!(paths, ["c", "d", "b"]);
+        assert_r_roots("create", PathsMode::Extend, &["c", "d", "b"], |c| match c {
+            Command::Create(args) => Some((args.patterns, args.paths)),
+            _ => None,
+        });
     }
 }

@@ -504,34 +504,14 @@ fn item_fields(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    use super::super::patterns::PathsMode;
-    use super::super::{Cli, Command};
+    use super::super::patterns::{assert_r_roots, PathsMode};
+    use super::super::Command;
 
     #[test]
     fn roots_of_r_lines_join_the_paths_in_command_line_order() {
-        let argv = [
-            "rborg",
-            "list",
-            "--pattern",
-            "R c",
-            "r::a",
-            "d",
-            "--pattern",
-            "R b",
-        ];
-        let Ok(Cli {
-            command: Command::List(args),
-            ..
-        }) = Cli::try_parse_from(argv)
-        else {
-            panic!("list parses");
-        };
-        let (paths, _) = args
-            .patterns
-            .resolve(&args.paths, PathsMode::Replace)
-            .expect("paths");
-        assert_eq!(paths, ["d", "b"]);
+        assert_r_roots("list", PathsMode::Replace, &["d", "b"], |c| match c {
+            Command::List(args) => Some((args.patterns, args.paths)),
+            _ => None,
+        });
     }
 }

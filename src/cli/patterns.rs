@@ -268,6 +268,35 @@ fn merge_paths(
     all.into_iter().map(|(_, p)| p.clone()).collect()
 }
 
+/// For the commands' tests: parses `rborg COMMAND --pattern 'R c' r::a d --pattern 'R b'`,
+/// takes the pattern options and positional paths out of it with `pick`, and asserts the paths
+/// `resolve` gives in `mode`.
+#[cfg(test)]
+pub(super) fn assert_r_roots(
+    command: &str,
+    mode: PathsMode,
+    expected: &[&str],
+    pick: impl FnOnce(super::Command) -> Option<(PatternArgs, Vec<String>)>,
+) {
+    use clap::Parser;
+    let argv = [
+        "rborg",
+        command,
+        "--pattern",
+        "R c",
+        "r::a",
+        "d",
+        "--pattern",
+        "R b",
+    ];
+    let cli = super::Cli::try_parse_from(argv).expect("the command line parses");
+    let Some((patterns, positional)) = pick(cli.command) else {
+        panic!("{command} parses as another command");
+    };
+    let (paths, _) = patterns.resolve(&positional, mode).expect("paths");
+    assert_eq!(paths, expected);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -448,15 +448,7 @@ mod tests {
     use crate::crypto::nonces::tests::MemRepo as Mem;
 
     fn data(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 56) as u8
-            })
-            .collect()
+        crate::pipeline::bench_data::xorshift_stream(n, seed | 1)
     }
 
     #[test]

@@ -25,15 +25,7 @@ use tempfile::TempDir;
 
 /// `n` incompressible, reproducible bytes (xorshift64 from `seed`).
 pub fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 56) as u8
-        })
-        .collect()
+    rborg::pipeline::bench_data::xorshift_stream(n, seed | 1)
 }
 
 /// A real borg to test against.

@@ -482,9 +482,39 @@ fn cache_error(e: crate::cache::CacheError) -> CommandError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::reader::tests::fixture;
+    use crate::archive::reader::tests::{fixture, Fixture};
     use crate::cache::sync::archive_references;
     use crate::repository::CommitOptions;
+
+    /// A manifest that lists `f`'s archive as "a1".
+    fn manifest_a1(f: &Fixture) -> Manifest {
+        let mut manifest = Manifest::new();
+        manifest
+            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
+            .expect("add");
+        manifest
+    }
+
+    /// `delete_archive` of "a1" (without `--force`) from a manifest that lists `f`'s archive:
+    /// the result, the manifest afterwards and the statistics.
+    fn delete_a1(
+        f: &mut Fixture,
+        index: &mut ChunkIndex,
+        consider_part_files: bool,
+    ) -> (Result<u64, CommandError>, Manifest, DeletedStats) {
+        let mut manifest = manifest_a1(f);
+        let mut stats = DeletedStats::default();
+        let result = delete_archive(
+            &mut f.repo,
+            &f.key,
+            &mut manifest,
+            index,
+            "a1",
+            &mut stats,
+            consider_part_files,
+        );
+        (result, manifest, stats)
+    }
 
     #[test]
     fn deleting_drops_every_reference_and_object() {
@@ -495,21 +525,8 @@ mod tests {
         // A second archive sharing c2 keeps it alive.
         let shared = f.c2;
         index.incref(&shared);
-        let mut manifest = Manifest::new();
-        manifest
-            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
-            .expect("add");
-        let mut stats = DeletedStats::default();
-        let deleted = delete_archive(
-            &mut f.repo,
-            &f.key,
-            &mut manifest,
-            &mut index,
-            "a1",
-            &mut stats,
-            false,
-        )
-        .expect("delete");
+        let (deleted, manifest, stats) = delete_a1(&mut f, &mut index, false);
+        let deleted = deleted.expect("delete");
         assert_eq!(deleted, 4, "archive object, two item chunks, c1");
         assert!(manifest.archives.is_empty());
         assert_eq!(index.len(), 1);
@@ -525,61 +542,32 @@ mod tests {
         );
         f.repo.commit(CommitOptions::default()).expect("commit");
         assert_eq!(f.repo.object_count().expect("count"), 1);
-        // An index that lacks a referenced chunk is corrupt: nothing is half-deleted silently.
-        let mut f = fixture();
-        let mut manifest = Manifest::new();
-        manifest
-            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
-            .expect("add");
         // borg's `--consider-part-files`: the part item's references count like the others.
         let mut g = fixture();
         let mut index = archive_references(&mut g.repo, &g.key, &g.archive_id).expect("refs");
         let all = index.stats();
-        let mut manifest = Manifest::new();
-        manifest
-            .add_archive("a1", g.archive_id, "2026-01-01T00:00:00.000000")
-            .expect("add");
-        let mut counted = DeletedStats::default();
-        delete_archive(
-            &mut g.repo,
-            &g.key,
-            &mut manifest,
-            &mut index,
-            "a1",
-            &mut counted,
-            true,
-        )
-        .expect("delete");
+        let (result, _, counted) = delete_a1(&mut g, &mut index, true);
+        result.expect("delete");
         assert_eq!(counted.original_size, all.total_size);
         assert_eq!(counted.compressed_size, all.total_csize);
         assert_eq!(counted.deduplicated_size, all.unique_csize);
-        let mut empty = ChunkIndex::new();
-        let err = delete_archive(
-            &mut f.repo,
-            &f.key,
-            &mut manifest,
-            &mut empty,
-            "a1",
-            &mut stats,
-            false,
-        );
-        assert!(err.is_err());
+        // An index that lacks a referenced chunk is corrupt: nothing is half-deleted silently.
+        let mut f = fixture();
+        let (result, _, _) = delete_a1(&mut f, &mut ChunkIndex::new(), false);
+        let message = result
+            .expect_err("an index without the archive's chunks")
+            .to_string();
+        assert!(message.contains("missing from chunks index"), "{message}");
     }
 
     /// A forced delete of "a1" after `damage` was deleted from the repository (the chunk
     /// index was synced before, as a cache would be).
-    fn forced(
-        f: &mut crate::archive::reader::tests::Fixture,
-        damage: Option<ObjectId>,
-    ) -> (u64, bool, Manifest, ChunkIndex) {
+    fn forced(f: &mut Fixture, damage: Option<ObjectId>) -> (u64, bool, Manifest, ChunkIndex) {
         let mut index = archive_references(&mut f.repo, &f.key, &f.archive_id).expect("refs");
         if let Some(id) = damage {
             f.repo.delete(&id).expect("damage");
         }
-        let mut manifest = Manifest::new();
-        manifest
-            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
-            .expect("add");
+        let mut manifest = manifest_a1(f);
         let mut stats = DeletedStats::default();
         let (deleted, corrupted) = delete_archive_forced(
             &mut f.repo,
@@ -631,20 +619,7 @@ mod tests {
         let c1 = f.c1;
         let mut index = archive_references(&mut f.repo, &f.key, &f.archive_id).expect("refs");
         f.repo.delete(&c1).expect("damage");
-        let mut manifest = Manifest::new();
-        manifest
-            .add_archive("a1", f.archive_id, "2026-01-01T00:00:00.000000")
-            .expect("add");
-        let mut stats = DeletedStats::default();
-        let err = delete_archive(
-            &mut f.repo,
-            &f.key,
-            &mut manifest,
-            &mut index,
-            "a1",
-            &mut stats,
-            false,
-        );
+        let (err, _, _) = delete_a1(&mut f, &mut index, false);
         assert!(matches!(
             err,
             Err(CommandError::Repository(

@@ -495,12 +495,9 @@ fn read_special_fixed_header_borg14() {
 }
 
 /// Runs the same `create` with borg (archive `b`) and rborg (archive `r`) into a fresh
-/// repository and returns both `--list` outputs (rborg's, borg's) and the repository path.
-fn create_both(
-    peer: &Peer,
-    scratch: &Scratch,
-    options: &[&str],
-) -> (Vec<String>, Vec<String>, String) {
+/// repository, requires the same `--list` lines and the same items, and returns the items and
+/// the repository path.
+fn create_both(peer: &Peer, scratch: &Scratch, options: &[&str]) -> (Vec<Value>, String) {
     let repo = scratch.path("repo").to_str().unwrap().to_string();
     borg_in(peer, scratch, &["init", "-e", "repokey", &repo]);
     let run_one = |archive: &str, borg: bool| {
@@ -518,7 +515,19 @@ fn create_both(
     };
     let theirs = run_one("b", true);
     let ours = run_one("r", false);
-    (ours, theirs, repo)
+    assert_eq!(
+        ours, theirs,
+        "borg {}: --list lines differ (left rborg)",
+        peer.name
+    );
+    let items = assert_same_items(
+        peer,
+        scratch,
+        &format!("{repo}::b"),
+        &format!("{repo}::r"),
+        &[],
+    );
+    (items, repo)
 }
 
 // --- --one-file-system ---------------------------------------------------------------------
@@ -579,22 +588,10 @@ fn one_file_system(peer: Peer) {
     assert_ne!(dev("src"), dev("src/fmount"), "the file mount is not there");
     assert_eq!(dev("src"), dev("src/bind"));
 
-    let (ours, theirs, repo) = create_both(
+    let (items, repo) = create_both(
         &peer,
         &scratch,
         &["--one-file-system", "--chunker-params", CHUNKER],
-    );
-    assert_eq!(
-        ours, theirs,
-        "borg {}: --list lines differ (left rborg)",
-        peer.name
-    );
-    let items = assert_same_items(
-        &peer,
-        &scratch,
-        &format!("{repo}::b"),
-        &format!("{repo}::r"),
-        &[],
     );
     let paths: Vec<&str> = items.iter().map(path_of).collect();
     for p in [
@@ -710,19 +707,7 @@ fn exclude_tags(peer: Peer, keep: bool) {
     if keep {
         options.push("--keep-exclude-tags");
     }
-    let (ours, theirs, repo) = create_both(&peer, &scratch, &options);
-    assert_eq!(
-        ours, theirs,
-        "borg {}: --list lines differ (left rborg)",
-        peer.name
-    );
-    let items = assert_same_items(
-        &peer,
-        &scratch,
-        &format!("{repo}::b"),
-        &format!("{repo}::r"),
-        &[],
-    );
+    let (items, repo) = create_both(&peer, &scratch, &options);
     let paths: Vec<&str> = items.iter().map(path_of).collect();
     let has = |p: &str| paths.contains(&p);
     for d in [

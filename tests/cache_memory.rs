@@ -85,15 +85,7 @@ fn live() -> isize {
 
 /// A chunk id from a counter: uniformly spread, as real ids are.
 fn id(n: u64) -> [u8; 32] {
-    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    let mut out = [0u8; 32];
-    for c in out.chunks_mut(8) {
-        x ^= x >> 31;
-        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x ^= x >> 29;
-        c.copy_from_slice(&x.to_le_bytes());
-    }
-    out
+    rborg::pipeline::bench_data::spread_id(n)
 }
 
 /// Per-entry figures of one structure.

@@ -287,15 +287,7 @@ mod tests {
     }
 
     fn id(n: u64) -> ObjectId {
-        let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x1234_5678;
-        let mut out = [0u8; 32];
-        for c in out.chunks_mut(8) {
-            x ^= x >> 31;
-            x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            x ^= x >> 29;
-            c.copy_from_slice(&x.to_le_bytes());
-        }
-        out
+        crate::pipeline::bench_data::spread_id(n)
     }
 
     /// Checks every invariant: the count, each entry findable, Robin Hood order (an entry's
